@@ -1,0 +1,1 @@
+"""Output sinks: MQTT, conversation logs, stdout."""

@@ -1,0 +1,54 @@
+"""Shared fixtures. Area-specific fixtures live in tests/fixtures_*.py and are registered here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest_plugins: list[str] = []
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def corpora_root() -> Path | None:
+    """../shared/corpora beside the checkout (or $EMOTRACK_CORPORA); None when absent."""
+    env = os.environ.get("EMOTRACK_CORPORA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "corpora")
+    for c in candidates:
+        if (c / "ravdess").is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def corpora_dir() -> Path:
+    root = corpora_root()
+    if root is None:
+        pytest.skip("../shared/corpora is absent: corpus tests need RAVDESS/TESS")
+    return root
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real synthetic speech (espeak-ng) with silence around it, 16 kHz mono int16."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    d = tmp_path_factory.mktemp("speech")
+    raw = d / "raw.wav"
+    text = "Hello there. I am really happy to see you today, this is wonderful news for all of us."
+    subprocess.run(["espeak-ng", "-w", str(raw), "-s", "150", text], check=True, capture_output=True)
+    import soxr
+
+    x, sr = sf.read(raw, dtype="float32")
+    x = soxr.resample(x, sr, 16000).astype(np.float32)
+    sil = np.zeros(16000, dtype=np.float32)
+    out = d / "speech16k.wav"
+    sf.write(out, np.concatenate([sil, x, sil, x, sil]), 16000, subtype="PCM_16")
+    return out

@@ -1,0 +1,1 @@
+"""emotrack training: corpora, models, training, evaluation and engine export (needs the [train] extra)."""
