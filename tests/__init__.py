@@ -1,0 +1,1 @@
+"""emotrack test suite (a package so fixtures modules import as tests.fixtures_*)."""
