@@ -1,0 +1,319 @@
+"""MQTT publisher sink: records to ``<prefix>/<stream>/{window,utterance,state}``.
+
+A broker that is down at start or goes away mid-stream never stops the daemon: ``emit`` only
+appends to a bounded outbox (drop-oldest, counted) and one background task connects with
+exponential backoff and drains it in order, so order is preserved per stream. A message leaves the
+outbox only once the broker acknowledged it (QoS >= 1), so an outage loses nothing that fits in the
+outbox; a message in flight when the link broke is sent again (at-least-once: subscribers dedupe
+by (stream, seq)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiomqtt
+
+from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
+from streamer.sinks.base import record_json, safe_name
+from streamer.sinks.mqtt_config import BrokerUnreachableError, Endpoint, MqttConfig, MqttConfigError
+
+__all__ = [
+    "BrokerUnreachableError",
+    "MqttConfig",
+    "MqttConfigError",
+    "MqttSink",
+    "check_broker",
+]
+
+log = logging.getLogger("emotrack.mqtt")
+
+T = TypeVar("T")
+
+_STABLE_S = 5.0  # a connection that lasted this long resets the reconnect backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class MqttSink:
+    """Publishes records to an MQTT broker through a bounded outbox; see the module docstring."""
+
+    def __init__(self, cfg: MqttConfig, *, logger: logging.Logger | None = None) -> None:
+        self.cfg = cfg
+        self.endpoint: Endpoint = cfg.endpoint()
+        self._log = logger or log
+        self._outbox: deque[Outgoing] = deque()
+        self._unacked: deque[Outgoing] = deque()  # sent, not yet acknowledged
+        self._wakeup = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ever_connected = False
+        self.published = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.connect_failures = 0
+        self.connected = False
+
+    # -- topics ---------------------------------------------------------------------------------
+    @property
+    def status_topic(self) -> str:
+        return f"{self.cfg.base}/status"
+
+    @property
+    def stats_topic(self) -> str:
+        return f"{self.cfg.base}/stats"
+
+    def topic_for(self, record: Record) -> str:
+        kind = {WindowRecord: "window", UtteranceRecord: "utterance", StateRecord: "state"}[type(record)]
+        return f"{self.cfg.base}/{safe_name(record.stream)}/{kind}"
+
+    # -- Sink protocol --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the background connection; returns at once even when the broker is down."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="emotrack-mqtt")
+
+    async def emit(self, record: Record) -> None:
+        retain = isinstance(record, StateRecord) and self.cfg.retain_state
+        self._enqueue(Outgoing(self.topic_for(record), record_json(record).encode(), self.cfg.qos, retain))
+
+    async def stream_ended(self, stream: str) -> None:
+        """Nothing to do: the tracker's final ``state`` record (status "ended") stays retained."""
+
+    async def publish_stats(self, stats: Mapping[str, Any]) -> None:
+        """Queue a JSON counters message for ``<prefix>/stats`` (not retained)."""
+        payload = json.dumps(dict(stats), separators=(",", ":"), default=str).encode()
+        self._enqueue(Outgoing(self.stats_topic, payload, self.cfg.qos, False))
+
+    async def close(self) -> None:
+        """Flush the outbox (at most ``flush_timeout_s``), publish retained ``offline``, disconnect."""
+        if self._task is None:
+            return
+        self._closing.set()
+        self._wakeup.set()
+        task = self._task
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.cfg.flush_timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, self.cfg.timeout_s)
+        except Exception as exc:  # the publisher task died: report, never raise from close
+            self._log.error("MQTT: publisher stopped with an error: %s", describe_error(exc))
+        finally:
+            self._task = None
+            self.connected = False
+        lost = len(self._outbox) + len(self._unacked)
+        if lost:
+            self.dropped += lost
+            self._log.warning(
+                "MQTT: %d messages not delivered to %s before shutdown (outbox flush timed out)",
+                lost,
+                self.endpoint,
+            )
+            self._outbox.clear()
+            self._unacked.clear()
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "dropped": self.dropped,
+            "queued": len(self._outbox),
+            "reconnects": self.reconnects,
+            "connect_failures": self.connect_failures,
+            "connected": self.connected,
+        }
+
+    # -- internals ------------------------------------------------------------------------------
+    def _enqueue(self, item: Outgoing) -> None:
+        if len(self._outbox) >= self.cfg.outbox_size:
+            self._outbox.popleft()
+            self.dropped += 1
+        self._outbox.append(item)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.cfg.reconnect_min_s
+        connected_at = 0.0
+        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        while True:
+            client = self.cfg.make_client(will=will)
+            try:
+                async with client:
+                    self.connected = True
+                    connected_at = loop.time()
+                    if self._ever_connected:
+                        self.reconnects += 1
+                        self._log.info("MQTT: reconnected to %s", self.endpoint)
+                    else:
+                        self._log.info("MQTT: connected to %s", self.endpoint)
+                    self._ever_connected = True
+                    await self._session(client)
+                self.connected = False
+                return
+            except (aiomqtt.MqttError, OSError) as exc:
+                was_connected, self.connected = self.connected, False
+                reason = describe_error(exc)
+                if was_connected:
+                    if loop.time() - connected_at >= _STABLE_S or self._closing.is_set():
+                        self._log.warning(
+                            "MQTT: lost connection to %s: %s; reconnecting", self.endpoint, reason
+                        )
+                        delay = self.cfg.reconnect_min_s
+                        continue
+                    # Dropped right after connecting (e.g. another client with our client id):
+                    # back off as for a failed attempt instead of spinning.
+                    self._log.warning(
+                        "MQTT: connection to %s dropped at once: %s; retrying in %.1fs",
+                        self.endpoint,
+                        reason,
+                        delay,
+                    )
+                    await self._sleep_unless_closing(delay)
+                    delay = min(delay * 2, self.cfg.reconnect_max_s)
+                    continue
+                self.connect_failures += 1
+                if self._closing.is_set():
+                    # One last attempt was made after close(); give up rather than spin.
+                    self._log.warning("MQTT: cannot reach broker at %s: %s; giving up", self.endpoint, reason)
+                    return
+                self._log.warning(
+                    "MQTT: cannot reach broker at %s: %s; retrying in %.1fs", self.endpoint, reason, delay
+                )
+                await self._sleep_unless_closing(delay)
+                delay = min(delay * 2, self.cfg.reconnect_max_s)
+
+    async def _sleep_unless_closing(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Publish ``online``, drain the outbox until closing, then publish ``offline``.
+
+        Up to ``max_inflight`` publishes are outstanding at once; they go on the wire in call
+        order and are retired in order as the broker acknowledges them. Whatever is unacknowledged
+        when the link drops stays in ``_unacked`` and is sent first on the next connection.
+        """
+        watcher = asyncio.create_task(_watch(client))
+        pending: deque[asyncio.Task[None]] = deque()  # parallel to self._unacked
+
+        def send(item: Outgoing) -> None:
+            pending.append(
+                asyncio.create_task(
+                    client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                )
+            )
+
+        try:
+            await _race(watcher, client.publish(self.status_topic, b"online", qos=1, retain=True))
+            for item in self._unacked:
+                send(item)
+            while True:
+                while self._outbox and len(self._unacked) < self.cfg.max_inflight:
+                    item = self._outbox.popleft()
+                    self._unacked.append(item)
+                    send(item)
+                if not pending:
+                    if self._closing.is_set():
+                        break
+                    self._wakeup.clear()
+                    await _race(watcher, self._wakeup.wait())
+                    continue
+                await _race(watcher, asyncio.shield(pending[0]))
+                pending.popleft()
+                self._unacked.popleft()
+                self.published += 1
+            await _race(watcher, client.publish(self.status_topic, b"offline", qos=1, retain=True))
+        except asyncio.CancelledError:
+            # close() gave up flushing (a hung broker). The clean DISCONNECT that follows makes the
+            # broker discard the will, so say "offline" ourselves, best effort.
+            if not watcher.done():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(
+                        client.publish(self.status_topic, b"offline", qos=1, retain=True), 1.0
+                    )
+            raise
+        finally:
+            for task in pending:
+                task.cancel()
+            watcher.cancel()
+            await asyncio.gather(watcher, *pending, return_exceptions=True)
+
+
+async def _watch(client: aiomqtt.Client) -> None:
+    """Raise MqttError when the connection drops (iterating messages is aiomqtt's public signal)."""
+    async for _ in client.messages:
+        pass
+    raise aiomqtt.MqttError("connection closed")
+
+
+async def _race(watcher: asyncio.Task[None], aw: Awaitable[T]) -> T:
+    """Await ``aw`` unless the connection drops first (then raise the watcher's MqttError).
+
+    aiomqtt does not fail pending publishes on disconnect; without this a publish would hang
+    until its timeout.
+    """
+    task: asyncio.Future[T] = asyncio.ensure_future(aw)
+    both: set[asyncio.Future[Any]] = {watcher, task}
+    try:
+        done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+    exc = watcher.exception()
+    raise exc if isinstance(exc, aiomqtt.MqttError) else aiomqtt.MqttError("connection closed")
+
+
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a log line ('Connection refused', '[code:134] Bad user name or password')."""
+    text = _ERRNO.sub("", str(exc)).strip()
+    cause = exc.__cause__
+    if text == "Disconnected during message iteration":  # aiomqtt's words for "the socket closed"
+        detail = _ERRNO.sub("", str(cause)).strip() if cause is not None else ""
+        return f"connection closed ({detail})" if detail else "connection closed"
+    if text in ("", "Operation timed out") and cause is not None:
+        text = _ERRNO.sub("", str(cause)).strip() or text
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def check_broker(target: str | MqttConfig, timeout: float = 5.0) -> None:
+    """Connect and disconnect once; raise BrokerUnreachableError with a one-line reason otherwise.
+
+    For users who want a missing broker to fail fast (``emotrack listen/run --check-broker``).
+    """
+    cfg = MqttConfig(url=target) if isinstance(target, str) else target
+    ep = cfg.endpoint()
+    client = cfg.make_client(identifier=f"{cfg.resolved_client_id()}-check")
+    try:
+        async with asyncio.timeout(timeout):
+            async with client:
+                pass
+    except TimeoutError:
+        raise BrokerUnreachableError(
+            f"cannot reach MQTT broker at {ep}: no answer within {timeout:g}s"
+        ) from None
+    except aiomqtt.MqttError as exc:
+        raise BrokerUnreachableError(f"cannot reach MQTT broker at {ep}: {describe_error(exc)}") from None
