@@ -1,0 +1,186 @@
+"""``emotrack bench``: the whole pipeline for N concurrent real-time streams, measured end to end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "measure latency, CPU and memory of the whole pipeline for N concurrent streams"
+
+
+def _threads(text: str) -> tuple[int | None, int | None]:
+    intra, _, inter = text.partition(":")
+    try:
+        a = int(intra) if intra else None
+        b = int(inter) if inter else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--threads {text!r}: expected INTRA or INTRA:INTER (integers)"
+        ) from None
+    if (a is not None and a < 1) or (b is not None and b < 1):
+        raise argparse.ArgumentTypeError(f"--threads {text!r}: thread counts must be >= 1")
+    return a, b
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = _nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "bench",
+        help=HELP,
+        description=f"{HELP}: paced audio files → VAD → windows → batched inference → smoothing → MQTT "
+        "(real broker, subscriber in its own process) and conversation logs. Prints one JSON object "
+        "with --json. List values (--threads 1 2:1) run every combination.",
+    )
+    p.add_argument("--streams", type=_positive_int, default=4, help="concurrent streams (find-max: start)")
+    p.add_argument("--seconds", type=_positive_float, default=20.0, help="audio seconds per stream")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--engine", type=Path, metavar="DIR", help="engine directory (default: bundled)")
+    src.add_argument(
+        "--standin",
+        choices=["realtime", "heavy"],
+        help="random-weight stand-in engine (exported once to a cache dir; needs the train extra)",
+    )
+    src.add_argument("--heavy", action="store_true", help="same as --standin heavy (wav2vec2-base size)")
+    p.add_argument(
+        "--backend",
+        choices=["onnxruntime", "torch"],
+        default="onnxruntime",
+        help="onnxruntime: ours (batched); torch: the research way (eager, one window per call)",
+    )
+    p.add_argument("--compare", action="store_true", help="run ours, then the research way; report ratio")
+    p.add_argument("--find-max", action="store_true", help="search the most streams within the bound")
+    p.add_argument("--max-streams", type=_positive_int, default=256, help="find-max: largest count tried")
+    p.add_argument(
+        "--resolution", type=_nonneg_float, default=0.1, help="find-max: stop bisecting within this fraction"
+    )
+    p.add_argument("--p95-bound-ms", type=_nonneg_float, default=150.0, help="find-max: p95 latency bound")
+    p.add_argument(
+        "--bound-on",
+        choices=["pipeline", "window-end"],
+        default="pipeline",
+        help="what the bound limits: latency the pipeline adds after the completing audio arrived "
+        "(default), or latency from the window's end (adds chunking and the VAD's end-of-speech wait)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        nargs="+",
+        metavar="INTRA[:INTER]",
+        help="engine threads (default: runtime's)",
+    )
+    p.add_argument("--max-batch", type=_positive_int, nargs="+", default=[32], metavar="N")
+    p.add_argument("--max-wait-ms", type=_nonneg_float, nargs="+", default=[20.0], metavar="MS")
+    p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
+    p.add_argument("--chunk-ms", type=_nonneg_float, default=100.0, metavar="MS", help="source chunk size")
+    p.add_argument("--no-warmup", action="store_true", help="do not call the engine once before measuring")
+    p.add_argument("--mqtt", metavar="URL", help="use this broker (default: start mosquitto, else amqtt)")
+    p.add_argument("--corpora", type=Path, metavar="DIR", help="corpora root (default: ../shared/corpora)")
+    p.add_argument("--workdir", type=Path, metavar="DIR", help="where temp audio and logs go")
+    p.add_argument("--json", action="store_true", help="print one JSON object (trials go to stderr)")
+    return p
+
+
+def _engine_path(args: argparse.Namespace) -> str | None:
+    from engines import EngineError, default_engine_path
+
+    kind = "heavy" if args.heavy else args.standin
+    if kind is not None:
+        from streamer.bench.standin import standin_engine
+
+        print(f"emotrack bench: preparing the {kind} stand-in engine (first time: export)", file=sys.stderr)
+        return str(standin_engine(kind))
+    path = args.engine if args.engine is not None else default_engine_path()
+    if not (path / "engine.json").is_file():
+        hint = " (no default engine is bundled yet: pass --engine DIR or --standin realtime)"
+        raise EngineError(f"{path}: not an engine directory{'' if args.engine else hint}")
+    if (args.backend == "torch" or args.compare) and not (path / "torch" / "config.json").is_file():
+        raise EngineError(
+            f"{path / 'torch' / 'config.json'}: not found (--backend torch/--compare need the engine's "
+            "PyTorch copy, written by training.torch_copy.save_torch_copy)"
+        )
+    return str(path) if args.engine is not None else None
+
+
+def _line(r: dict[str, Any]) -> str:
+    lat, pipe, cpu = r["latency_ms"], r["pipeline_latency_ms"], r["cpu"]
+    return (
+        f"{r['backend']:>11} streams {r['streams']:>3}: window-end p50/p95/max {lat['p50']}/{lat['p95']}/"
+        f"{lat['max']} ms, pipeline {pipe['p50']}/{pipe['p95']}/{pipe['max']} ms, "
+        f"scored {r['windows_scored']} dropped {r['windows_dropped']} missing {r['windows_missing']}, "
+        f"cpu/stream {cpu['per_stream']:.3f} (non-engine {cpu['non_engine_per_stream']:.3f}), "
+        f"rss {r['peak_rss_mb']} MB {'ok' if r['ok'] else 'FAIL'}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from engines import EngineError
+    from streamer.bench.audio import BenchAudioError
+    from streamer.bench.broker import BenchBrokerError
+    from streamer.bench.runner import BenchError, Settings
+    from streamer.bench.session import BenchRequest, run_bench
+
+    try:
+        engine = _engine_path(args)
+        req = BenchRequest(
+            streams=args.streams,
+            seconds=args.seconds,
+            base=Settings(
+                engine=engine,
+                backend=args.backend,
+                max_pending=args.max_pending,
+                chunk_ms=args.chunk_ms,
+                warmup=not args.no_warmup,
+            ),
+            threads=args.threads or [(None, None)],
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            find_max=args.find_max or args.compare,
+            compare=args.compare,
+            max_streams=max(args.max_streams, args.streams),
+            resolution=args.resolution,
+            p95_bound_ms=args.p95_bound_ms,
+            bound_on=args.bound_on,
+            mqtt_url=args.mqtt,
+            corpora=args.corpora,
+            workdir=args.workdir,
+        )
+
+        def report(r: dict[str, Any]) -> None:
+            print(json.dumps(r) if args.json else _line(r), file=sys.stderr, flush=True)
+
+        result = asyncio.run(run_bench(req, report))
+    except (EngineError, BenchError, BenchBrokerError, BenchAudioError) as exc:
+        print(f"emotrack: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0

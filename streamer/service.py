@@ -1,0 +1,95 @@
+"""Assembles a daemon from its configuration: engine, embedded broker or MQTT publisher, logs, stdout.
+
+Kept apart from ``daemon.py`` (which runs whatever engine and sinks it is given) so tests and
+``emotrack predict`` reuse the same daemon with their own sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from streamer.config import EmotrackConfig
+from streamer.daemon import Daemon
+from streamer.ecosystem import extra_sinks
+from streamer.sdnotify import SdNotifier
+from streamer.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+
+async def load_configured_engine(cfg: EmotrackConfig) -> Any:
+    """Load (and verify) the configured engine off the event loop; EngineError on any problem."""
+    from engines import load_engine
+
+    e = cfg.engine
+    return await asyncio.to_thread(
+        load_engine,
+        e.path,
+        backend=e.backend,
+        intra_op_threads=e.intra_op_threads,
+        inter_op_threads=e.inter_op_threads,
+    )
+
+
+def build_file_sinks(cfg: EmotrackConfig, environ: Mapping[str, str]) -> list[Sink]:
+    """Conversation logs and stdout, as configured."""
+    sinks: list[Sink] = []
+    if cfg.logs.enabled:
+        from streamer.sinks.logfile import ConversationLog, LogConfig
+
+        lg = cfg.logs
+        lc = LogConfig(
+            directory=cfg.log_directory(environ),
+            rotate_bytes=lg.rotate_bytes,
+            rotate_seconds=lg.rotate_seconds,
+            fsync=lg.fsync,
+            queue_size=lg.queue_size,
+        )
+        sinks.append(ConversationLog(lc))
+    if cfg.stdout != "off":
+        from streamer.sinks.stdout import StdoutConfig, StdoutSink
+
+        sinks.append(StdoutSink(StdoutConfig(json=cfg.stdout == "json")))
+    return sinks
+
+
+async def serve(
+    cfg: EmotrackConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    notifier: SdNotifier | None = None,
+    install_signals: bool = True,
+) -> Daemon:
+    """Run the daemon until a signal or until every source ended; returns it (for its stats)."""
+    from streamer.sinks.broker import EmbeddedBroker
+    from streamer.sinks.mqtt import MqttSink
+
+    env = os.environ if environ is None else environ
+    notifier = notifier or SdNotifier(env)
+    notifier.status("loading engine")
+    engine = await load_configured_engine(cfg)
+    broker: EmbeddedBroker | None = None
+    mqtt_cfg = cfg.mqtt
+    if cfg.embedded_broker:
+        broker = EmbeddedBroker(cfg.daemon.broker_host, cfg.daemon.broker_port)
+        port = await broker.start()
+        mqtt_cfg = dataclasses.replace(mqtt_cfg, url=f"mqtt://{cfg.daemon.broker_host}:{port}")
+        log.info("no broker configured: embedded broker at %s", mqtt_cfg.url)
+    try:
+        mqtt = MqttSink(mqtt_cfg)
+        sinks: list[Sink] = [mqtt, *build_file_sinks(cfg, env)]
+        sinks += extra_sinks(cfg, mqtt_cfg, mqtt)  # Home Assistant discovery, Prometheus metrics
+        daemon = Daemon(cfg, engine, sinks, notifier=notifier, publish_stats=mqtt.publish_stats)
+        if install_signals:
+            daemon.install_signal_handlers()
+        await daemon.run()
+        return daemon
+    finally:
+        if broker is not None:
+            await broker.stop()
+        notifier.close()

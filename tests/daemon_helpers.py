@@ -1,0 +1,76 @@
+"""Helpers for tests that run the real ``emotrack`` CLI as a subprocess (no tracebacks allowed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMOTRACK_") and k != "NOTIFY_SOCKET"}
+    env["PYTHONPATH"] = str(REPO)
+    env["OMP_NUM_THREADS"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def cli_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "streamer.cli", *args]
+
+
+class Proc:
+    """An ``emotrack`` subprocess with its output captured."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stdout = b""
+        self.stderr = b""
+
+    async def wait(self, timeout: float = 60) -> int:
+        out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+        self.stdout, self.stderr = out or b"", err or b""
+        assert b"Traceback" not in self.stderr, self.stderr.decode(errors="replace")
+        return int(self.proc.returncode or 0)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def start_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    proc = await asyncio.create_subprocess_exec(
+        *cli_cmd(*args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env or cli_env(),
+        cwd=str(cwd or REPO),
+    )
+    return Proc(proc)
+
+
+def read_logs(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every JSON-lines log under ``directory`` by stream, in file order."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(directory.rglob("*.jsonl")):
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        if lines:
+            out.setdefault(lines[0]["stream"], []).extend(lines)
+    return out
+
+
+def window_seqs(payloads: Sequence[dict[str, Any]]) -> list[int]:
+    """Seqs of distinct window records (at-least-once delivery may repeat one)."""
+    return sorted({p["seq"] for p in payloads if p.get("type") == "window"})

@@ -1,0 +1,199 @@
+"""The emotrack CLI as a user runs it (subprocess): outputs, one-line errors, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.daemon_helpers import REPO, cli_cmd, cli_env
+from tests.fixtures_mqtt import MosquittoServer, free_port
+
+
+def emotrack(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        cli_cmd(*args), capture_output=True, text=True, env=env or cli_env(), cwd=REPO, timeout=timeout
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def one_error_line(r: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("emotrack: error: ")
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_version_and_defaults() -> None:
+    r = emotrack("--version")
+    assert r.returncode == 0 and r.stdout.startswith("emotrack 0.1.0")
+    r = emotrack("config", "--defaults")
+    assert r.returncode == 0
+    table = tomllib.loads(r.stdout)
+    assert table["inference"]["max_batch"] == 32
+    r = emotrack("config", "--check", str(REPO / "systemd" / "emotrack.toml"))
+    assert r.returncode == 0 and "ok" in r.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    one_error_line(emotrack("run", "--bogus"), 2, "--bogus")
+    one_error_line(emotrack(), 2, "command is required")
+    one_error_line(emotrack("predict"), 2, "FILE")
+    one_error_line(emotrack("run", "--stdout", "loud"), 2, "loud")
+    one_error_line(emotrack("run", "--set", "novalue"), 2, "SECTION.KEY=VALUE")
+
+
+def test_runtime_errors_exit_1(
+    tiny_engine_dir: Path, tiny_engine_copy: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    eng = str(tiny_engine_dir)
+    one_error_line(emotrack("run", "--engine", eng, "--source", str(tmp_path / "nope.wav")), 1, "nope.wav")
+    one_error_line(
+        emotrack("run", "--engine", str(tmp_path / "noengine"), "--source", str(speech_wav)), 1, "noengine"
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[inference]\nmax_bach = 3\n")
+    one_error_line(
+        emotrack("run", "-c", str(bad), "--engine", eng, "--source", str(speech_wav)),
+        1,
+        "inference.max_bach",
+        "unknown key",
+    )
+    one_error_line(
+        emotrack("config", "--check", str(tmp_path / "missing.toml")), 1, "missing.toml", "not found"
+    )
+    env = cli_env({"EMOTRACK_INFERENCE__MAX_WAIT_MS": "soon"})
+    one_error_line(
+        emotrack("run", "--engine", eng, "--source", str(speech_wav), env=env),
+        1,
+        "EMOTRACK_INFERENCE__MAX_WAIT_MS",
+        "float",
+    )
+    one_error_line(
+        emotrack("run", "--engine", eng, "--source", str(speech_wav), "--mqtt", "http://x"), 1, "mqtt.url"
+    )
+    one_error_line(
+        emotrack("run", "--engine", eng, "--source", "mic:nosuchdevice?id=m", "--no-logs"), 1, "nosuchdevice"
+    )
+    one_error_line(
+        emotrack(
+            "run",
+            "--engine",
+            eng,
+            "--source",
+            str(speech_wav),
+            "--log-dir",
+            "/proc/nope",
+            "--broker-port",
+            "0",
+        ),
+        1,
+        "log directory",
+    )
+    model = tiny_engine_copy / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])  # truncated: checksum and graph are both wrong
+    one_error_line(
+        emotrack("run", "--engine", str(tiny_engine_copy), "--source", str(speech_wav)), 1, "model.onnx"
+    )
+    one_error_line(emotrack("predict", "--engine", str(tiny_engine_copy), str(speech_wav)), 1, "model.onnx")
+
+
+def test_run_without_engine_says_there_is_no_default(speech_wav: Path) -> None:
+    if (REPO / "engines" / "default" / "engine.json").exists():
+        pytest.skip("a default engine is bundled now")
+    one_error_line(emotrack("run", "--source", str(speech_wav)), 1, "default engine")
+
+
+def test_predict_json_lines(tiny_engine_dir: Path, speech_wav: Path, tmp_path: Path) -> None:
+    silent = tmp_path / "silence.flac"
+    sf.write(str(silent), np.zeros(16000 * 2, dtype=np.float32), 16000)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"not audio at all" * 10)
+    r = emotrack(
+        "predict",
+        "--engine",
+        str(tiny_engine_dir),
+        "--json",
+        "--track",
+        str(speech_wav),
+        str(tmp_path / "missing.wav"),
+        str(silent),
+        str(garbage),
+    )
+    assert r.returncode == 1  # two files failed, the others still printed
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [Path(d["file"]).name for d in out] == [speech_wav.name, "silence.flac"]
+    speech, quiet = out
+    assert speech["label"] in {"neutral", "happy", "sad", "angry"}
+    assert abs(sum(speech["scores"].values()) - 1) < 1e-3
+    assert speech["label"] == max(speech["scores"], key=speech["scores"].get)
+    assert all(-1 <= speech[k] <= 1 for k in ("valence", "arousal", "dominance"))
+    assert speech["windows"] == len(speech["track"]) >= 6
+    assert 0 < speech["speech_seconds"] < speech["duration"]
+    assert speech["track"][0]["raw"]["scores"] and speech["track"][0]["smoothed"]["label"]
+    assert quiet["label"] is None and quiet["windows"] == 0 and quiet["note"] == "no speech found"
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("emotrack: error: ") for e in err)
+    assert "missing.wav" in err[0] and "garbage.wav" in err[1]
+
+
+def test_predict_text(tiny_engine_dir: Path, speech_wav: Path) -> None:
+    r = emotrack("predict", "--engine", str(tiny_engine_dir), str(speech_wav))
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith(f"{speech_wav}: ") and "windows" in r.stdout
+
+
+def test_listen_prints_streams(
+    mosquitto: MosquittoServer, tiny_engine_dir: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    args = [
+        "--engine",
+        str(tiny_engine_dir),
+        "--threads",
+        "1",
+        "--no-logs",
+        "--mqtt",
+        mosquitto.url,
+        "--prefix",
+        "lst",
+        "--source",
+        f"file:{speech_wav}?id=s1",
+    ]
+    assert emotrack("run", *args).returncode == 0
+    # retained state and status are what a late listener sees first
+    r = emotrack("listen", "--mqtt", mosquitto.url, "--prefix", "lst", "--count", "2", "--timeout", "20")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2
+    assert any(x.startswith("[s1] state") and "ended" in x for x in lines)
+    assert any(x == "status: offline" for x in lines)
+    r = emotrack(
+        "listen", "--mqtt", mosquitto.url, "--prefix", "lst", "--raw", "--count", "1", "--timeout", "20"
+    )
+    topic, _payload = r.stdout.split(" ", 1)
+    assert topic.startswith("lst/")
+
+
+def test_listen_unreachable_broker() -> None:
+    port = free_port()
+    one_error_line(emotrack("listen", "--mqtt", f"mqtt://127.0.0.1:{port}"), 1, f"127.0.0.1:{port}")
+
+
+def test_devices_lists_the_file_microphone(speech_wav: Path, tmp_path: Path) -> None:
+    tool = REPO.parent / "shared" / "tools" / "alsa-file-mic"
+    if not tool.exists():
+        pytest.skip("../shared/tools/alsa-file-mic is absent")
+    subprocess.run([str(tool), str(speech_wav), str(tmp_path)], check=True, capture_output=True)
+    r = emotrack("devices", env=cli_env({"HOME": str(tmp_path)}))
+    assert r.returncode == 0 and "filemic" in r.stdout
