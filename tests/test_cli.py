@@ -149,7 +149,7 @@ def test_predict_json_lines(tiny_engine_dir: Path, speech_wav: Path, tmp_path: P
 
 
 def test_predict_text(tiny_engine_dir: Path, speech_wav: Path) -> None:
-    r = emotrack("predict", "--engine", str(tiny_engine_dir), str(speech_wav))
+    r = emotrack("predict", "--text", "--engine", str(tiny_engine_dir), str(speech_wav))
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith(f"{speech_wav}: ") and "windows" in r.stdout
 

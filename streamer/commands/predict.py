@@ -30,7 +30,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", default=None, help="engine backend (auto, onnxruntime-cpu, ...)")
     p.add_argument("-c", "--config", type=Path, help="TOML config (vad/windows/inference/smoothing sections)")
-    p.add_argument("--json", action="store_true", help="one JSON object per file (default: readable text)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", default=True, help="one JSON object per file (default)")
+    out.add_argument("--text", dest="json", action="store_false", help="readable text instead of JSON lines")
     p.add_argument("--track", action="store_true", help="add the per-window track (raw and smoothed)")
     return p
 

@@ -1,0 +1,188 @@
+"""CLI pieces of `emotrack evaluate` and `emotrack baseline` (the training CLI wires them in).
+
+Every user-caused failure (missing corpus, bad split or label set, unreadable engine or checkpoint) ends as
+one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+PROG = "emotrack"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from engines.errors import EngineError
+    from training.baseline import BaselineError
+    from training.data.corpora import CorpusError
+    from training.data.dataset import AudioLoadError
+    from training.data.splits import SplitError
+    from training.evaluate import EvalError
+
+    found: list[type[BaseException]] = [
+        EngineError,
+        BaselineError,
+        CorpusError,
+        AudioLoadError,
+        SplitError,
+        EvalError,
+        FileNotFoundError,
+        PermissionError,
+    ]
+    try:
+        from training.models.base import ModelError
+        from training.trainer import CheckpointError
+
+        found += [ModelError, CheckpointError]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--corpus",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="corpus to read (ravdess, tess, emodb, cremad, iemocap, msp-podcast, csv); repeatable",
+    )
+
+
+def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`emotrack evaluate`: score an engine or a checkpoint on a speaker-independent test set."""
+    text = "evaluate an engine or a training checkpoint on labelled corpora (UA, WA, F1, CCC)"
+    p: argparse.ArgumentParser = subparsers.add_parser("evaluate", help=text, description=text)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--engine", type=Path, metavar="DIR", help="engine directory (model.onnx + engine.json)")
+    src.add_argument(
+        "--checkpoint", type=Path, metavar="DIR", help="training output dir (uses best) or checkpoint"
+    )
+    _add_corpus_args(p)
+    p.add_argument(
+        "--split",
+        default="default-test",
+        help="default-test (RAVDESS actors 19-24), default-val, all, or speakers=ID,... "
+        "(default: default-test)",
+    )
+    p.add_argument("--labels", default="4", help="label set: 4, all, or comma-separated labels (default: 4)")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where metrics.json and confusion.png go"
+    )
+    p.add_argument("--backend", default="auto", help="engine backend (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument(
+        "--calm-as-neutral",
+        action="store_true",
+        help="count RAVDESS calm as neutral (for models trained with calm merged into neutral)",
+    )
+    p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    return p
+
+
+def _summary(report: Any) -> str:
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    lines = [
+        f"{report.source}: {report.n} utterances, labels {','.join(report.label_set)}",
+        f"UA {f(report.ua)}  WA {f(report.wa)}  "
+        f"macro-F1 {f(report.macro_f1)}  weighted-F1 {f(report.weighted_f1)}",
+    ]
+    if report.ccc:
+        lines.append(
+            "CCC " + "  ".join(f"{k} {v:.4f}" for k, v in report.ccc.items()) + f"  (n={report.n_vad})"
+        )
+    if report.unpredictable_labels:
+        lines.append(f"labels the model cannot predict: {', '.join(report.unpredictable_labels)}")
+    return "\n".join(lines)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Read corpora, select the split, evaluate, write the report; 0 on success."""
+    from training.data.corpora import parse_corpus_specs
+    from training.data.labels import resolve_label_set
+    from training.data.splits import parse_split
+    from training.evaluate import evaluate_checkpoint, evaluate_engine, merge_calm, write_report
+
+    try:
+        labels = resolve_label_set(args.labels)
+    except ValueError as e:
+        return _fail(f"--labels: {e}", 2)
+    if args.threads is not None and args.threads < 0:
+        return _fail("--threads must be >= 0", 2)
+    try:
+        utts = parse_split(args.split, parse_corpus_specs(args.corpus))
+        if args.calm_as_neutral:
+            utts = merge_calm(utts)
+        if args.engine is not None:
+            report = evaluate_engine(args.engine, utts, labels, backend=args.backend, threads=args.threads)
+        else:
+            report = evaluate_checkpoint(args.checkpoint, utts, labels)
+        path = write_report(report, args.out)
+    except _user_errors() as e:
+        return _fail(str(e), 1)
+    if args.json:
+        print(path.read_text(), end="")
+    else:
+        print(_summary(report))
+        print(f"report: {path}")
+    return 0
+
+
+def add_baseline_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """`emotrack baseline`: eGeMAPS + logistic regression on the default split."""
+    text = "openSMILE eGeMAPS v02 + logistic regression baseline on the default split (RAVDESS 19-24 test)"
+    p: argparse.ArgumentParser = subparsers.add_parser("baseline", help=text, description=text)
+    _add_corpus_args(p)
+    p.add_argument("--cache", type=Path, required=True, metavar="DIR", help="feature cache directory")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="reports go to DIR/4 and DIR/all")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trim-db", type=float, default=None, help="trim silence quieter than peak-N dB first")
+    p.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="plain class weights instead of equal weight per corpus, speaker and class",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    return p
+
+
+def run_baseline(args: argparse.Namespace) -> int:
+    """Compute (or reuse cached) features, fit, report; 0 on success."""
+    from training.baseline import run_baseline as baseline
+    from training.data.corpora import parse_corpus_specs
+    from training.evaluate import write_report
+
+    try:
+        result = baseline(
+            parse_corpus_specs(args.corpus),
+            args.cache,
+            seed=args.seed,
+            trim_db=args.trim_db,
+            balance=not args.no_balance,
+        )
+        for name, report in result.reports.items():
+            write_report(report, Path(args.out) / name)
+        summary = {"figures": result.figures, "chosen_c": result.chosen_c, "cv_ua": result.cv_ua}
+        (Path(args.out) / "baseline.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except _user_errors() as e:
+        return _fail(str(e), 1)
+    except OSError as e:
+        return _fail(f"cannot write to {args.out}: {e.strerror}", 1)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for report in result.reports.values():
+            print(_summary(report))
+        print(f"reports: {args.out}")
+    return 0

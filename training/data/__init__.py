@@ -1,0 +1,1 @@
+"""Corpora, labels, speaker-independent splits, datasets and augmentation for training."""
