@@ -105,6 +105,10 @@ class DaemonSection:
         default="127.0.0.1", metadata=_m("embedded broker address (mqtt url/host unset)")
     )
     broker_port: int = field(default=1883, metadata=_m("embedded broker port; 0 = any free port", 0, 65535))
+    state_directory: Path | None = field(
+        default=None,
+        metadata=_m("MQTT spool and per-stream seq store; none = $STATE_DIRECTORY (systemd), else off"),
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamer.config import EmotrackConfig
 from streamer.daemon import Daemon
-from streamer.ecosystem import extra_sinks
+from streamer.ecosystem import extra_sinks, file_sources
 from streamer.sdnotify import SdNotifier
 from streamer.sinks.base import Sink
 
@@ -50,7 +50,7 @@ def build_file_sinks(cfg: EmotrackConfig, environ: Mapping[str, str]) -> list[Si
             fsync=lg.fsync,
             queue_size=lg.queue_size,
         )
-        sinks.append(ConversationLog(lc))
+        sinks.append(ConversationLog(lc, sources=file_sources(cfg)))  # header names the audio
     if cfg.stdout != "off":
         from streamer.sinks.stdout import StdoutConfig, StdoutSink
 
@@ -80,16 +80,23 @@ async def serve(
         port = await broker.start()
         mqtt_cfg = dataclasses.replace(mqtt_cfg, url=f"mqtt://{cfg.daemon.broker_host}:{port}")
         log.info("no broker configured: embedded broker at %s", mqtt_cfg.url)
+    from streamer.statedir import open_state
+
+    state = None
     try:
-        mqtt = MqttSink(mqtt_cfg)
+        state = open_state(cfg.daemon.state_directory, mqtt_cfg, env)
+        mqtt = MqttSink(mqtt_cfg, spool=state.spool if state is not None else None)
         sinks: list[Sink] = [mqtt, *build_file_sinks(cfg, env)]
         sinks += extra_sinks(cfg, mqtt_cfg, mqtt)  # Home Assistant discovery, Prometheus metrics
         daemon = Daemon(cfg, engine, sinks, notifier=notifier, publish_stats=mqtt.publish_stats)
+        daemon.seqstore = state.seqstore if state is not None else None
         if install_signals:
             daemon.install_signal_handlers()
         await daemon.run()
         return daemon
     finally:
+        if state is not None:
+            state.close()
         if broker is not None:
             await broker.stop()
         notifier.close()

@@ -24,6 +24,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--prefix", default="emotrack", help="topic prefix (default: emotrack)")
     p.add_argument("--raw", action="store_true", help="print 'topic payload' lines as received")
+    p.add_argument("--live", action="store_true", help="live table with history sparklines (needs rich)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message: topic, retain, payload")
     p.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages (0 = never)")
     p.add_argument("--timeout", type=float, default=0, metavar="S", help="exit after S seconds (0 = never)")
     return p
@@ -65,6 +67,16 @@ def readable(topic: str, payload: bytes, prefix: str) -> str:
     return f"{rest}: {json.dumps(d, separators=(',', ':'))}"
 
 
+def json_line(topic: str, payload: bytes, retain: bool) -> str:
+    """A message as one JSON object (the payload parsed when it is JSON, else as text)."""
+    text = payload.decode(errors="replace")
+    try:
+        body: Any = json.loads(text)
+    except json.JSONDecodeError:
+        body = text
+    return json.dumps({"topic": topic, "retain": retain, "payload": body}, ensure_ascii=False)
+
+
 async def listen(args: argparse.Namespace) -> int:
     import aiomqtt
 
@@ -76,10 +88,16 @@ async def listen(args: argparse.Namespace) -> int:
     try:
         async with cfg.make_client(identifier=f"emotrack-listen-{os.getpid()}") as client:
             await client.subscribe(f"{cfg.base}/#", qos=1)
+            if getattr(args, "live", False):  # streamer.liveview: the rich table instead of lines
+                from streamer.liveview import LiveModel, live
+
+                return await live(client, LiveModel(cfg.base), count=args.count)
             async for m in client.messages:
                 payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
                 topic = m.topic.value
-                if args.raw:
+                if getattr(args, "json", False):
+                    line = json_line(topic, payload, bool(m.retain))
+                elif args.raw:
                     line = f"{topic} {payload.decode(errors='replace')}"
                 else:
                     line = readable(topic, payload, cfg.base)
@@ -93,6 +111,11 @@ async def listen(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "live", False):
+        from streamer.liveview import require_rich
+
+        require_rich()
+
     async def main() -> int:
         if args.timeout > 0:
             with contextlib.suppress(TimeoutError):

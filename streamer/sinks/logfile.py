@@ -15,7 +15,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,9 +97,11 @@ class ConversationLog:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        sources: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.directory = Path(cfg.directory)
+        self._sources = dict(sources or {})  # stream -> audio file: header "source" (emotrack replay)
         self._clock = clock
         self._wall = wall_clock
         self._sessions: dict[str, _Session] = {}
@@ -219,6 +221,8 @@ class ConversationLog:
             "engine": s.engine,
             "emotrack": __version__,
         }
+        if s.stream in self._sources:
+            header["source"] = self._sources[s.stream]
         if previous is not None:
             header["previous"] = previous
             header["part_started"] = _iso(self._wall())
