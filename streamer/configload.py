@@ -79,7 +79,10 @@ def coerce(key: str, tp: Any, value: Any, *, from_text: bool = False) -> Any:
         raise bad()
     if tp is Path:
         if isinstance(value, str | Path):
-            return Path(value).expanduser()
+            try:
+                return Path(value).expanduser()
+            except RuntimeError:  # "~nosuchuser/..."
+                raise ConfigError(f"config key {key}: cannot expand ~ in path {str(value)!r}") from None
         raise bad()
     if from_text and isinstance(value, str):
         value = _parse_text(tp, value)

@@ -21,9 +21,10 @@ from streamer.config import EmotrackConfig
 from streamer.inference import Batcher
 from streamer.messages import SAMPLE_RATE, AudioChunk, StreamEnded
 from streamer.pipeline import StreamPipeline, StreamStats
-from streamer.records import EngineRef, Record
+from streamer.records import EngineRef, Record, StateRecord
 from streamer.sdnotify import Heartbeat, SdNotifier, watchdog_loop
 from streamer.segmenter import Segmenter, WindowConfig
+from streamer.seqstore import SeqStore, SeqStoreError
 from streamer.sinks.base import Sink
 from streamer.sources.base import AudioSource
 from streamer.sources.spec import SourceSpec, open_source, parse_spec
@@ -105,6 +106,7 @@ class Daemon:
         self.has_vad = bool(manifest.outputs.vad)
         self.pipelines: dict[str, StreamPipeline] = {}
         self._next_seq: dict[str, int] = {}
+        self.seqstore: SeqStore | None = None  # persisted seqs (set by service.serve when a state dir exists)
         self._finishing: set[asyncio.Task[None]] = set()
         self.end_reasons: dict[str, str] = {}  # stream id -> why it ended
         self.ended_stats: dict[str, StreamStats] = {}
@@ -275,7 +277,10 @@ class Daemon:
                 self.labels,
                 self.has_vad,
                 self.smoothing,
-                self._next_seq.get(stream_id, 0),
+                max(
+                    self._next_seq.get(stream_id, 0),
+                    self.seqstore.start_seq(stream_id) if self.seqstore is not None else 0,
+                ),
             )
             p = StreamPipeline(
                 stream_id,
@@ -319,6 +324,12 @@ class Daemon:
 
     async def _emit(self, record: Record) -> None:
         self.records += 1
+        if self.seqstore is not None and not isinstance(record, StateRecord):
+            try:  # before any sink sees the seq: a crash after this never reuses it
+                self.seqstore.use(record.stream, record.seq)
+            except SeqStoreError as exc:
+                self.sink_errors += 1
+                log.error("%s", exc)
         for sink in self.sinks:
             try:
                 await sink.emit(record)

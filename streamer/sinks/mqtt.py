@@ -6,6 +6,11 @@ exponential backoff and drains it in order, so order is preserved per stream. A 
 outbox only once the broker acknowledged it (QoS >= 1), so an outage loses nothing that fits in the
 outbox; a message in flight when the link broke is sent again (at-least-once: subscribers dedupe
 by (stream, seq)).
+
+With a ``Spool`` (``streamer.sinks.spool``) window and utterance messages are written to disk
+before they are queued: past the in-memory outbox they wait only on disk, they survive a crash
+or restart, and the unacknowledged tail is sent first, in order, when the sink starts again.
+State and stats messages stay in memory (latest state wins; the outbox drops the oldest).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import aiomqtt
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
 from streamer.sinks.base import record_json, safe_name
 from streamer.sinks.mqtt_config import BrokerUnreachableError, Endpoint, MqttConfig, MqttConfigError
+from streamer.sinks.spool import Spool, SpoolError
 
 __all__ = [
     "BrokerUnreachableError",
@@ -47,13 +53,19 @@ class Outgoing:
     payload: bytes
     qos: int
     retain: bool
+    index: int = -1  # position in the spool; -1 for messages kept only in memory
 
 
 class MqttSink:
     """Publishes records to an MQTT broker through a bounded outbox; see the module docstring."""
 
-    def __init__(self, cfg: MqttConfig, *, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, cfg: MqttConfig, *, logger: logging.Logger | None = None, spool: Spool | None = None
+    ) -> None:
         self.cfg = cfg
+        self.spool = spool
+        self._backlog = spool is not None and spool.pending > 0  # spooled messages not in memory
+        self._loaded = spool.acked if spool is not None else -1  # newest spool index in memory
         self.endpoint: Endpoint = cfg.endpoint()
         self._log = logger or log
         self._outbox: deque[Outgoing] = deque()
@@ -67,6 +79,7 @@ class MqttSink:
         self.reconnects = 0
         self.connect_failures = 0
         self.connected = False
+        self.spool_errors = 0
 
     # -- topics ---------------------------------------------------------------------------------
     @property
@@ -89,7 +102,24 @@ class MqttSink:
 
     async def emit(self, record: Record) -> None:
         retain = isinstance(record, StateRecord) and self.cfg.retain_state
-        self._enqueue(Outgoing(self.topic_for(record), record_json(record).encode(), self.cfg.qos, retain))
+        topic, payload = self.topic_for(record), record_json(record).encode()
+        if self.spool is None or isinstance(record, StateRecord):
+            self._enqueue(Outgoing(topic, payload, self.cfg.qos, retain))
+            return
+        try:
+            index = self.spool.append(topic, payload, self.cfg.qos, retain)
+        except SpoolError as exc:  # disk full or gone: keep going in memory, say so once
+            if not self.spool_errors:
+                self._log.error("MQTT: %s; queuing in memory only", exc)
+            self.spool_errors += 1
+            self._enqueue(Outgoing(topic, payload, self.cfg.qos, retain))
+            return
+        if not self._backlog and len(self._outbox) < self.cfg.outbox_size:
+            self._outbox.append(Outgoing(topic, payload, self.cfg.qos, retain, index))
+            self._loaded = index
+        else:
+            self._backlog = True  # it waits on disk; _refill loads it in order
+        self._wakeup.set()
 
     async def stream_ended(self, stream: str) -> None:
         """Nothing to do: the tracker's final ``state`` record (status "ended") stays retained."""
@@ -117,7 +147,14 @@ class MqttSink:
         finally:
             self._task = None
             self.connected = False
-        lost = len(self._outbox) + len(self._unacked)
+        lost = sum(1 for item in (*self._outbox, *self._unacked) if item.index < 0)
+        if self.spool is not None:
+            kept = len(self._outbox) + len(self._unacked) - lost
+            if kept or self._backlog:
+                self._log.warning(
+                    "MQTT: %d messages stay in the spool for the next start", self.spool.pending
+                )
+            self.spool.close()
         if lost:
             self.dropped += lost
             self._log.warning(
@@ -136,15 +173,35 @@ class MqttSink:
             "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
             "connected": self.connected,
+            **(self.spool.counters() if self.spool is not None else {}),
+            **({"spool_errors": self.spool_errors} if self.spool is not None else {}),
         }
 
     # -- internals ------------------------------------------------------------------------------
     def _enqueue(self, item: Outgoing) -> None:
+        """Queue a memory-only message; when full, drop the oldest memory-only one (counted)."""
         if len(self._outbox) >= self.cfg.outbox_size:
-            self._outbox.popleft()
             self.dropped += 1
+            victim = next((i for i, it in enumerate(self._outbox) if it.index < 0), None)
+            if victim is None:
+                return  # the outbox holds only spooled messages: they are never dropped here
+            del self._outbox[victim]
         self._outbox.append(item)
         self._wakeup.set()
+
+    def _refill(self) -> None:
+        """Load spooled messages into the outbox, oldest first, while there is room."""
+        if self.spool is None or not self._backlog:
+            return
+        room = self.cfg.outbox_size - len(self._outbox)
+        if room <= 0:
+            return
+        entries = self.spool.read(self._loaded, room)
+        for e in entries:
+            self._outbox.append(Outgoing(e.topic, e.payload, e.qos, e.retain, e.index))
+            self._loaded = e.index
+        if len(entries) < room:
+            self._backlog = False  # caught up with the disk: new messages go to memory again
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -224,6 +281,7 @@ class MqttSink:
             for item in self._unacked:
                 send(item)
             while True:
+                self._refill()
                 while self._outbox and len(self._unacked) < self.cfg.max_inflight:
                     item = self._outbox.popleft()
                     self._unacked.append(item)
@@ -236,8 +294,10 @@ class MqttSink:
                     continue
                 await _race(watcher, asyncio.shield(pending[0]))
                 pending.popleft()
-                self._unacked.popleft()
+                done = self._unacked.popleft()
                 self.published += 1
+                if done.index >= 0 and self.spool is not None:
+                    self.spool.ack(done.index)
             await _race(watcher, client.publish(self.status_topic, b"offline", qos=1, retain=True))
         except asyncio.CancelledError:
             # close() gave up flushing (a hung broker). The clean DISCONNECT that follows makes the

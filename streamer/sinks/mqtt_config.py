@@ -12,7 +12,7 @@ import socket
 import ssl
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -69,6 +69,14 @@ class MqttConfig:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     flush_timeout_s: float = 5.0
+    homeassistant: bool = False  # Home Assistant MQTT discovery (streamer.hass)
+    discovery_prefix: str = "homeassistant"
+    # On-disk spool of window/utterance messages in <daemon.state_directory>/spool (streamer.sinks.spool);
+    # used only when a state directory is known (configured, or systemd's $STATE_DIRECTORY).
+    spool: bool = True
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_max_records: int = 1_000_000
+    spool_fsync: Literal["always", "interval", "never"] = "interval"
 
     def __post_init__(self) -> None:
         if self.qos not in (0, 1, 2):
@@ -81,6 +89,15 @@ class MqttConfig:
             raise MqttConfigError(f"mqtt.max_inflight must be >= 1, got {self.max_inflight!r}")
         if self.timeout_s <= 0 or self.flush_timeout_s < 0:
             raise MqttConfigError("mqtt.timeout_s must be > 0 and mqtt.flush_timeout_s >= 0")
+        if self.spool_max_bytes < 4096 or self.spool_max_records < 1:
+            raise MqttConfigError(
+                f"mqtt.spool_max_bytes must be >= 4096 and mqtt.spool_max_records >= 1, "
+                f"got {self.spool_max_bytes!r} and {self.spool_max_records!r}"
+            )
+        if self.spool_fsync not in ("always", "interval", "never"):
+            raise MqttConfigError(
+                f"mqtt.spool_fsync must be always, interval or never, got {self.spool_fsync!r}"
+            )
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise MqttConfigError(
                 f"mqtt.reconnect_min_s must be > 0 and <= reconnect_max_s, "
@@ -98,6 +115,11 @@ class MqttConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise MqttConfigError("mqtt.cert_file and mqtt.key_file must be given together")
         self.endpoint()  # validates the URL
+
+    @property
+    def display_url(self) -> str | None:
+        """``url`` with any password replaced by ``***``: the only form to print or log."""
+        return None if self.url is None else _redact(self.url)
 
     @property
     def base(self) -> str:
