@@ -77,7 +77,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="onnxruntime",
         help="onnxruntime: ours (batched); torch: the research way (eager, one window per call)",
     )
-    p.add_argument("--compare", action="store_true", help="run ours, then the research way; report ratio")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="find-max ours, then the research way, on the same files; report the ratio",
+    )
     p.add_argument("--find-max", action="store_true", help="search the most streams within the bound")
     p.add_argument("--max-streams", type=_positive_int, default=256, help="find-max: largest count tried")
     p.add_argument(
@@ -98,10 +102,30 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="INTRA[:INTER]",
         help="engine threads (default: runtime's)",
     )
-    p.add_argument("--max-batch", type=_positive_int, nargs="+", default=[32], metavar="N")
-    p.add_argument("--max-wait-ms", type=_nonneg_float, nargs="+", default=[20.0], metavar="MS")
+    p.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        nargs="+",
+        default=[32],
+        metavar="N",
+        help="windows per engine call",
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=_nonneg_float,
+        nargs="+",
+        default=[20.0],
+        metavar="MS",
+        help="wait for a batch to fill",
+    )
     p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
     p.add_argument("--chunk-ms", type=_nonneg_float, default=100.0, metavar="MS", help="source chunk size")
+    p.add_argument(
+        "--stagger",
+        action="store_true",
+        help="spread stream starts over one chunk period (default: every stream's chunk arrives at once, "
+        "the worst case)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="do not call the engine once before measuring")
     p.add_argument("--mqtt", metavar="URL", help="use this broker (default: start mosquitto, else amqtt)")
     p.add_argument("--corpora", type=Path, metavar="DIR", help="corpora root (default: ../shared/corpora)")
@@ -117,8 +141,10 @@ def _engine_path(args: argparse.Namespace) -> str | None:
     if kind is not None:
         from streamer.bench.standin import standin_engine
 
-        print(f"emotrack bench: preparing the {kind} stand-in engine (first time: export)", file=sys.stderr)
-        return str(standin_engine(kind))
+        def note(path: Path) -> None:
+            print(f"emotrack bench: exporting the {kind} stand-in engine to {path} (once)", file=sys.stderr)
+
+        return str(standin_engine(kind, on_build=note))
     path = args.engine if args.engine is not None else default_engine_path()
     if not (path / "engine.json").is_file():
         hint = " (no default engine is bundled yet: pass --engine DIR or --standin realtime)"
@@ -160,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 max_pending=args.max_pending,
                 chunk_ms=args.chunk_ms,
                 warmup=not args.no_warmup,
+                stagger=args.stagger,
             ),
             threads=args.threads or [(None, None)],
             max_batch=args.max_batch,

@@ -1,0 +1,88 @@
+"""The shipped default engine (engines/default): manifest, provenance, the daemon's path, and its figures.
+
+The figures in engine.json must be reproducible: a fresh evaluation of the engine on RAVDESS actors 19-24
+(never used in training) has to give the same four-class UA/WA (skips when ../shared/corpora is absent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engines import load_engine, read_manifest
+from engines.loader import default_engine_path
+from streamer.inference import Batcher
+from streamer.messages import AudioChunk, SpeechWindow
+from streamer.segmenter import Segmenter, WindowConfig
+from streamer.vad import VadConfig
+
+ENGINE = default_engine_path()
+pytestmark = pytest.mark.skipif(
+    not (ENGINE / "engine.json").is_file(), reason="engines/default has not been trained/exported yet"
+)
+
+
+def test_manifest_validates_and_states_its_provenance() -> None:
+    m = read_manifest(ENGINE)
+    m.validate()
+    assert list(m.labels) == ["neutral", "happy", "sad", "angry"]
+    assert m.outputs.logits and m.outputs.vad and m.padding == "repeat"
+    assert (m.window_s, m.hop_s) == (2.0, 0.5)
+    p = m.provenance
+    assert "ravdess" in p.training_data.lower() and "tess" in p.training_data.lower()
+    assert "CC BY-NC-SA 4.0" in p.license
+    assert p.command.startswith("python -m training train") and "--corpus" in p.command
+    assert len(p.code_version) >= 40 and p.created
+    for key in ("ua_4", "wa_4", "ccc", "test_set", "validation"):
+        assert key in p.metrics, key
+    assert "19-24" in p.metrics["test_set"]
+    assert (ENGINE / "model.onnx").stat().st_size < 8 * 1024 * 1024  # a few MB at most
+
+
+def test_engine_loads_with_checksum_and_scores_speech(speech_wav: Path) -> None:
+    engine = load_engine(ENGINE, backend="onnxruntime-cpu", intra_op_threads=1)
+    x, sr = sf.read(speech_wav, dtype="float32")
+    assert sr == 16000
+    batch = np.stack([x[16000:48000], x[20000:52000]])
+    res = engine.infer(batch)
+    assert res.probabilities is not None and res.vad is not None
+    np.testing.assert_allclose(res.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.abs(res.vad) <= 1.0)
+
+
+async def test_engine_in_the_segmenter_and_batcher_path(speech_wav: Path) -> None:
+    engine = load_engine(ENGINE, backend="onnxruntime-cpu", intra_op_threads=1)
+    x, _ = sf.read(speech_wav, dtype="float32")
+    seg = Segmenter("s", VadConfig(), WindowConfig.from_manifest(engine.manifest))
+    events = []
+    for start in range(0, len(x), 1600):  # 100 ms chunks, like a live source
+        events += seg.feed(AudioChunk("s", x[start : start + 1600], start, 0.0))
+    events += seg.finish(0.0)
+    windows = [e for e in events if isinstance(e, SpeechWindow)]
+    assert windows, "the segmenter found no speech windows in the espeak-ng speech"
+    batcher = Batcher(engine, max_batch=8, max_wait_ms=5.0, max_pending=64)
+    scores = await asyncio.gather(*(batcher.submit(w) for w in windows))
+    await batcher.drain()
+    assert all(s is not None for s in scores)
+    for s in scores:
+        assert s is not None and s.probabilities is not None and s.vad is not None
+        assert set(s.probabilities) == {"neutral", "happy", "sad", "angry"}
+        assert abs(sum(s.probabilities.values()) - 1.0) < 1e-4
+        assert all(-1.0 <= v <= 1.0 for v in s.vad)
+
+
+@pytest.mark.corpora
+def test_shipped_figures_match_a_fresh_evaluation(corpora_dir: Path) -> None:
+    from training.evaluate import evaluate_default_engine
+
+    figures, reports = evaluate_default_engine(ENGINE, corpora_dir / "ravdess", threads=1)
+    shipped = read_manifest(ENGINE).provenance.metrics
+    assert figures["ua_4"] == pytest.approx(shipped["ua_4"], abs=0.01)
+    assert figures["wa_4"] == pytest.approx(shipped["wa_4"], abs=0.01)
+    assert reports["4"].n == shipped["n_4"]
+    for dim, value in (reports["4"].ccc or {}).items():
+        assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)

@@ -1,0 +1,191 @@
+"""`realtime`: emotrack's default engine model, small enough for dozens of streams on two CPU cores.
+
+Two in-graph feature streams, each normalised per utterance (instance norm over time, so a different mic or
+gain shifts nothing): a 64-band log-mel spectrogram and six prosody tracks (`training.prosody`). Both go
+through strided depthwise-separable 1-D conv stacks to 40 ms tokens; the spectral tokens query the prosody
+tokens by cross-attention and a learned sigmoid gate decides, per channel and frame, how much prosody to mix
+in. Attentive statistics pooling (weighted mean and std over time) lets the model ignore silence and works for
+any window length. Heads: categorical logits and V/A/D through tanh.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from training.frontend import LogMel
+from training.models.base import EmotionModel, ModelError
+from training.prosody import N_FEATURES, Prosody
+
+
+@dataclass
+class RealtimeConfig:
+    """Architecture and regularisation knobs (saved beside checkpoints, rebuilt by `build`)."""
+
+    n_mels: int = 64
+    n_fft: int = 400
+    channels: int = 128
+    prosody_channels: int = 48
+    heads: int = 4
+    blocks: int = 3
+    dropout: float = 0.2
+    freq_mask: int = 8  # SpecAugment widths (training only)
+    time_mask: int = 20
+    n_masks: int = 2
+
+
+def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel over time for each item: removes mic/gain/speaker offsets."""
+    mean = x.mean(dim=-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+class SepBlock(nn.Module):
+    """Residual depthwise-separable conv block (optionally strided by 2)."""
+
+    def __init__(self, channels: int, kernel: int = 5, stride: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.stride = stride
+        self.dw = nn.Conv1d(channels, channels, kernel, stride=stride, padding=kernel // 2, groups=channels)
+        self.pw = nn.Conv1d(channels, channels, 1)
+        self.bn1 = nn.BatchNorm1d(channels)
+        self.bn2 = nn.BatchNorm1d(channels)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.gelu(self.bn1(self.dw(x)))
+        y = self.drop(self.bn2(self.pw(y)))
+        skip = x[:, :, ::2] if self.stride == 2 else x  # same length as the strided conv: ceil(T / 2)
+        return F.gelu(y + skip)
+
+
+class Stem(nn.Module):
+    """Conv stem: input channels -> `channels` at half the frame rate, then blocks to a quarter."""
+
+    def __init__(self, c_in: int, channels: int, blocks: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, channels, 5, stride=2, padding=2)
+        self.bn = nn.BatchNorm1d(channels)
+        self.blocks = nn.Sequential(
+            *[SepBlock(channels, stride=2 if i == 0 else 1, dropout=dropout) for i in range(blocks)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(F.gelu(self.bn(self.conv(x))))
+
+
+class GatedCrossAttention(nn.Module):
+    """Spectral tokens attend to prosody tokens; a sigmoid gate mixes the result into the spectral stream."""
+
+    def __init__(self, d_q: int, d_kv: int, heads: int) -> None:
+        super().__init__()
+        if d_q % heads:
+            raise ModelError(f"realtime: channels ({d_q}) must be divisible by heads ({heads})")
+        self.heads, self.d_head = heads, d_q // heads
+        self.q = nn.Linear(d_q, d_q)
+        self.kv = nn.Linear(d_kv, 2 * d_q)
+        self.out = nn.Linear(d_q, d_q)
+        self.direct = nn.Linear(d_kv, d_q)  # the time-aligned prosody frame itself
+        self.gate = nn.Linear(2 * d_q, d_q)
+        self.norm = nn.LayerNorm(d_q)
+
+    def forward(self, spec: Tensor, pros: Tensor) -> Tensor:
+        # spec [B, T, Dq], pros [B, T, Dk] (same T by construction)
+        b, t, d = spec.shape
+        q = self.q(spec).reshape(b, t, self.heads, self.d_head).transpose(1, 2)
+        k, v = self.kv(pros).chunk(2, dim=-1)
+        k = k.reshape(b, t, self.heads, self.d_head).transpose(1, 2)
+        v = v.reshape(b, t, self.heads, self.d_head).transpose(1, 2)
+        att = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d_head), dim=-1)
+        ctx = torch.matmul(att, v).transpose(1, 2).reshape(b, t, d)
+        ctx = self.out(ctx) + self.direct(pros)
+        g = torch.sigmoid(self.gate(torch.cat([spec, ctx], dim=-1)))
+        return self.norm(spec + g * ctx)
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attention-weighted mean and standard deviation over time: [B, T, D] -> [B, 2D]."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(d, d // 2), nn.Tanh(), nn.Linear(d // 2, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = torch.softmax(self.score(x), dim=1)  # [B, T, 1]
+        mean = (w * x).sum(dim=1)
+        var = (w * x * x).sum(dim=1) - mean * mean
+        return torch.cat([mean, torch.sqrt(var.clamp(min=1e-6))], dim=-1)
+
+
+class RealtimeModel(EmotionModel):
+    """Log-mel + prosody, gated cross-attention fusion, attentive pooling, logits + V/A/D heads."""
+
+    def __init__(self, labels: list[str], config: RealtimeConfig) -> None:
+        super().__init__(labels, config, has_logits=True, has_vad=True)
+        c = config
+        self.cfg = c
+        self.logmel = LogMel(c.n_mels, n_fft=c.n_fft, hop=160, win=c.n_fft)
+        self.prosody = Prosody()
+        self.prosody_bn = nn.BatchNorm1d(N_FEATURES)  # raw (un-normalised) prosody levels, e.g. pitch
+        self.spec_stem = Stem(c.n_mels, c.channels, c.blocks, c.dropout * 0.5)
+        self.pros_stem = Stem(2 * N_FEATURES, c.prosody_channels, 2, c.dropout * 0.5)
+        self.fusion = GatedCrossAttention(c.channels, c.prosody_channels, c.heads)
+        self.post = SepBlock(c.channels, dropout=c.dropout * 0.5)
+        self.pool = AttentiveStatsPool(c.channels)
+        self.trunk = nn.Sequential(nn.Linear(2 * c.channels, c.channels), nn.GELU(), nn.Dropout(c.dropout))
+        self.logit_head = nn.Linear(c.channels, len(labels))
+        self.vad_head = nn.Linear(c.channels, 3)
+
+    def _spec_augment(self, mel: Tensor) -> Tensor:
+        """Random frequency and time masks on the normalised log-mel (training only, never exported)."""
+        c = self.cfg
+        b, f, t = mel.shape
+        out = mel.clone()
+        for _ in range(c.n_masks):
+            fw = torch.randint(0, c.freq_mask + 1, (b,))
+            f0 = (torch.rand(b) * (f - fw).clamp(min=1)).long()
+            tw = torch.randint(0, c.time_mask + 1, (b,))
+            t0 = (torch.rand(b) * (t - tw).clamp(min=1)).long()
+            fi = torch.arange(f)[None, :]
+            ti = torch.arange(t)[None, :]
+            fmask = (fi >= f0[:, None]) & (fi < (f0 + fw)[:, None])
+            tmask = (ti >= t0[:, None]) & (ti < (t0 + tw)[:, None])
+            out = out.masked_fill(fmask[:, :, None].to(mel.device), 0.0)
+            out = out.masked_fill(tmask[:, None, :].to(mel.device), 0.0)
+        return out
+
+    def embed(self, audio: Tensor) -> Tensor:
+        """Utterance embedding [B, channels] before the heads."""
+        mel = instance_norm(self.logmel(audio))
+        if self.training and self.cfg.n_masks > 0:
+            mel = self._spec_augment(mel)
+        pros_raw = self.prosody(audio)
+        pros = torch.cat([instance_norm(pros_raw), self.prosody_bn(pros_raw)], dim=1)
+        s = self.spec_stem(mel).transpose(1, 2)  # [B, T', C]
+        p = self.pros_stem(pros).transpose(1, 2)  # [B, T', Cp]
+        fused = self.fusion(s, p).transpose(1, 2)
+        fused = self.post(fused).transpose(1, 2)
+        return self.trunk(self.pool(fused))
+
+    def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.embed(audio)
+        return self.logit_head(h), torch.tanh(self.vad_head(h))
+
+
+def build(config: dict[str, Any], labels: list[str]) -> RealtimeModel:
+    """Registry factory: unknown config keys are a one-line user error."""
+    known = {f.name for f in fields(RealtimeConfig)}
+    bad = sorted(set(config) - known)
+    if bad:
+        raise ModelError(
+            f"realtime: unknown config key(s) {', '.join(bad)} (known: {', '.join(sorted(known))})"
+        )
+    if not labels:
+        raise ModelError("realtime: needs at least one label")
+    return RealtimeModel(list(labels), RealtimeConfig(**config))

@@ -1,0 +1,93 @@
+"""Validation during training: whole utterances, one at a time (no padding), from the dataset's RAM cache.
+
+Each utterance is scored alone, as the daemon scores a segment, so per-utterance normalisation sees exactly
+its audio. Engine-level evaluation (windows, manifests, reports) lives in `training.evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.data.dataset import AudioDataset
+from training.metrics import ccc, classification_report
+from training.models.base import EmotionModel
+
+VAD_NAMES = ("valence", "arousal", "dominance")
+# scores one clip [N] -> (logits [L] or None, vad [3] or None)
+Scorer = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray | None]]
+
+
+def torch_scorer(model: EmotionModel) -> Scorer:
+    """A scorer running the torch model (the caller sets eval mode)."""
+
+    def score(x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        with torch.inference_mode():
+            logits, vad = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])
+        return (logits[0].numpy() if model.has_logits else None, vad[0].numpy() if model.has_vad else None)
+
+    return score
+
+
+def score_dataset(
+    score: Scorer,
+    ds: AudioDataset,
+    labels: Sequence[str],
+    *,
+    subset: Sequence[str] | None = None,
+    min_samples: int = 8000,
+) -> dict[str, Any]:
+    """UA/WA/F1/confusion and V/A/D CCC of `score` over `ds` (clips under min_samples are repeat-padded).
+
+    With `subset` (e.g. the four classes of a model trained on more), `sub_ua`/`sub_wa` also score the items
+    of those labels with the argmax restricted to them, as an engine evaluated on that label set is.
+    """
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    sub_idx = [list(labels).index(lab) for lab in subset] if subset else []
+    sub_true: list[int] = []
+    sub_pred: list[int] = []
+    vad_true: list[tuple[float, float, float]] = []
+    vad_pred: list[np.ndarray] = []
+    for i in range(len(ds)):
+        x = ds.audio(i)
+        if 0 < len(x) < min_samples:
+            x = np.tile(x, -(-min_samples // len(x)))[:min_samples]
+        logits, vad = score(x)
+        target = ds.targets[i]
+        if logits is not None and target >= 0:
+            y_true.append(target)
+            y_pred.append(int(np.argmax(logits)))
+            if sub_idx and target in sub_idx:
+                sub_true.append(sub_idx.index(target))
+                sub_pred.append(int(np.argmax(logits[sub_idx])))
+        u = ds.utts[i]
+        if vad is not None and u.vad is not None:
+            vad_true.append(u.vad)
+            vad_pred.append(np.asarray(vad, dtype=np.float64))
+    out: dict[str, Any] = {"n": len(ds)}
+    if y_true:
+        out.update(classification_report(np.array(y_true), np.array(y_pred), list(labels)))
+    if sub_true and subset:
+        sub = classification_report(np.array(sub_true), np.array(sub_pred), list(subset))
+        out.update({"sub_ua": sub["ua"], "sub_wa": sub["wa"], "sub_n": sub["n"]})
+    if vad_true:
+        t = np.asarray(vad_true, dtype=np.float64)
+        p = np.stack(vad_pred)
+        cccs = [ccc(t[:, j], p[:, j]) for j in range(3)]
+        out.update({f"ccc_{n}": c for n, c in zip(VAD_NAMES, cccs, strict=True)})
+        out["ccc_mean"] = float(np.mean(cccs))
+    return out
+
+
+def validate(model: EmotionModel, ds: AudioDataset, subset: Sequence[str] | None = None) -> dict[str, Any]:
+    """Metrics of a torch model on `ds` (restores its train/eval mode afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return score_dataset(torch_scorer(model), ds, model.labels, subset=subset)
+    finally:
+        model.train(was_training)
