@@ -109,10 +109,13 @@ def test_runtime_errors_exit_1(
     one_error_line(emotrack("predict", "--engine", str(tiny_engine_copy), str(speech_wav)), 1, "model.onnx")
 
 
-def test_run_without_engine_says_there_is_no_default(speech_wav: Path) -> None:
-    if (REPO / "engines" / "default" / "engine.json").exists():
-        pytest.skip("a default engine is bundled now")
-    one_error_line(emotrack("run", "--source", str(speech_wav)), 1, "default engine")
+def test_predict_without_engine_uses_the_bundled_default(speech_wav: Path) -> None:
+    manifest = json.loads((REPO / "engines" / "default" / "engine.json").read_text())
+    r = emotrack("predict", str(speech_wav))
+    assert r.returncode == 0, r.stderr
+    (out,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert out["label"] in manifest["labels"] and set(out["scores"]) == set(manifest["labels"])
+    assert all(-1.0 <= out[k] <= 1.0 for k in ("valence", "arousal", "dominance"))
 
 
 def test_predict_json_lines(tiny_engine_dir: Path, speech_wav: Path, tmp_path: Path) -> None:

@@ -294,7 +294,7 @@ async def test_microphone_end_to_end(
             tiny_engine_dir,
             tmp_path / "logs",
             "--source",
-            "mic:filemic?id=mic",
+            "mic:filemic?id=mic&buffer_s=120",  # the tool is not paced: keep it all
             "--mqtt",
             mosquitto.url,
             "--prefix",

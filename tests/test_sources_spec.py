@@ -39,6 +39,7 @@ def test_file_specs() -> None:
 def test_mic_stdin_and_socket_specs() -> None:
     assert parse_spec("mic:") == SourceSpec(kind="mic", target="", stream_id="mic", text="mic:")
     assert parse_spec("mic").stream_id == "mic"
+    assert parse_spec("mic:").buffer_s == 5.0 and parse_spec("mic:?buffer_s=60").buffer_s == 60.0
     m = parse_spec("mic:USB Audio?rate=48000&channels=2&split=1&reopen=1")
     assert (m.target, m.stream_id, m.rate, m.channels, m.split, m.reopen) == (
         "USB Audio",
@@ -81,6 +82,8 @@ def test_mic_stdin_and_socket_specs() -> None:
         ("file:x.wav?rate=8000", "come from the file"),
         ("mic:?realtime=1", "only to files"),
         ("stdin?reopen=1", "only to mic"),
+        ("file:a.wav?buffer_s=10", "only to mic"),
+        ("mic:?buffer_s=0", "buffer_s"),
     ],
 )
 def test_bad_specs_name_the_spec(spec: str, match: str) -> None:

@@ -2,7 +2,8 @@
 
 ``file:PATH`` (or a bare path), ``mic:NAME_OR_INDEX`` (``mic:`` = default device), ``stdin``,
 ``tcp://HOST:PORT`` and ``unix:PATH``, each optionally followed by ``?key=value&...`` with keys
-``id``, ``realtime``, ``split``, ``loop``, ``format``, ``rate``, ``channels``, ``chunk_ms``, ``reopen``.
+``id``, ``realtime``, ``split``, ``loop``, ``format``, ``rate``, ``channels``, ``chunk_ms``, ``reopen``,
+``buffer_s`` (microphone ring buffer, seconds of audio kept before the oldest is dropped).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _BOOL = {
     "no": False,
     "off": False,
 }
-_KNOWN = {"id", "realtime", "split", "loop", "format", "rate", "channels", "chunk_ms", "reopen"}
+_KNOWN = {"id", "realtime", "split", "loop", "format", "rate", "channels", "chunk_ms", "reopen", "buffer_s"}
 _PCM_KINDS = ("stdin", "tcp", "unix")
 
 
@@ -49,6 +50,7 @@ class SourceSpec:
     rate: int | None = None  # None: the file's / the device's rate; 16000 for raw PCM
     channels: int | None = None  # None: the file's; 1 for mic and raw PCM
     chunk_ms: float | None = None  # None: the daemon's configured chunk size
+    buffer_s: float = 5.0  # microphone ring buffer (audio the daemon may fall behind by before drops)
     text: str = ""  # the spec as the user wrote it, for messages
 
 
@@ -142,8 +144,8 @@ def parse_spec(text: str) -> SourceSpec:
         raise SourceError(f"source {raw!r}: format= applies only to raw PCM (stdin, tcp://, unix:)")
     if ("realtime" in opts or "loop" in opts) and kind != "file":
         raise SourceError(f"source {raw!r}: realtime= and loop= apply only to files")
-    if "reopen" in opts and kind != "mic":
-        raise SourceError(f"source {raw!r}: reopen= applies only to mic:")
+    if ("reopen" in opts or "buffer_s" in opts) and kind != "mic":
+        raise SourceError(f"source {raw!r}: reopen= and buffer_s= apply only to mic:")
     if kind == "file" and ("rate" in opts or "channels" in opts):
         raise SourceError(f"source {raw!r}: rate= and channels= come from the file itself")
     return SourceSpec(
@@ -159,6 +161,7 @@ def parse_spec(text: str) -> SourceSpec:
         rate=_int(raw, "rate", opts["rate"], 1000, 768_000) if "rate" in opts else None,
         channels=_int(raw, "channels", opts["channels"], 1, 64) if "channels" in opts else None,
         chunk_ms=float(_int(raw, "chunk_ms", opts["chunk_ms"], 10, 1000)) if "chunk_ms" in opts else None,
+        buffer_s=float(_int(raw, "buffer_s", opts["buffer_s"], 1, 3600)) if "buffer_s" in opts else 5.0,
         text=raw,
     )
 
@@ -185,6 +188,7 @@ def open_source(spec: SourceSpec | str, *, chunk_ms: float | None = None) -> Aud
             split_channels=s.split,
             chunk_ms=ms,
             reopen=s.reopen,
+            buffer_s=s.buffer_s,
         )
     from streamer.sources.pcm import PcmFormat, PcmServerSource, StdinSource
 
