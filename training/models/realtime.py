@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from training.frontend import LogMel
 from training.models.base import EmotionModel, ModelError
+from training.models.functionals import FunctionalsBranch
 from training.prosody import N_FEATURES, Prosody
 
 
@@ -37,6 +38,7 @@ class RealtimeConfig:
     freq_mask: int = 8  # SpecAugment widths (training only)
     time_mask: int = 20
     n_masks: int = 2
+    functionals: int = 0  # > 0: utterance-level functionals branch of this width (`models.functionals`)
 
 
 def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -138,7 +140,10 @@ class RealtimeModel(EmotionModel):
         self.fusion = GatedCrossAttention(c.channels, c.prosody_channels, c.heads)
         self.post = SepBlock(c.channels, dropout=c.dropout * 0.5)
         self.pool = AttentiveStatsPool(c.channels)
-        self.trunk = nn.Sequential(nn.Linear(2 * c.channels, c.channels), nn.GELU(), nn.Dropout(c.dropout))
+        # absent (not just unused) when off, so checkpoints without it still load strictly
+        self.func = FunctionalsBranch(c.n_mels, c.functionals, c.dropout) if c.functionals > 0 else None
+        d_in = 2 * c.channels + max(c.functionals, 0)
+        self.trunk = nn.Sequential(nn.Linear(d_in, c.channels), nn.GELU(), nn.Dropout(c.dropout))
         self.logit_head = nn.Linear(c.channels, len(labels))
         self.vad_head = nn.Linear(c.channels, 3)
 
@@ -160,21 +165,38 @@ class RealtimeModel(EmotionModel):
             out = out.masked_fill(tmask[:, None, :].to(mel.device), 0.0)
         return out
 
+    def features(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """(raw log-mel, raw prosody): parameter-free, so models with the same front end can share them."""
+        return self.logmel(audio), self.prosody(audio)
+
+    def frontend_key(self) -> tuple[int, int]:
+        """Models with equal keys compute identical `features`."""
+        return (self.cfg.n_mels, self.cfg.n_fft)
+
     def embed(self, audio: Tensor) -> Tensor:
         """Utterance embedding [B, channels] before the heads."""
-        mel = instance_norm(self.logmel(audio))
+        return self.embed_features(*self.features(audio))
+
+    def embed_features(self, raw_mel: Tensor, pros_raw: Tensor) -> Tensor:
+        """The embedding from precomputed `features`."""
+        mel = instance_norm(raw_mel)
         if self.training and self.cfg.n_masks > 0:
             mel = self._spec_augment(mel)
-        pros_raw = self.prosody(audio)
         pros = torch.cat([instance_norm(pros_raw), self.prosody_bn(pros_raw)], dim=1)
         s = self.spec_stem(mel).transpose(1, 2)  # [B, T', C]
         p = self.pros_stem(pros).transpose(1, 2)  # [B, T', Cp]
         fused = self.fusion(s, p).transpose(1, 2)
         fused = self.post(fused).transpose(1, 2)
-        return self.trunk(self.pool(fused))
+        pooled = self.pool(fused)
+        if self.func is not None:
+            pooled = torch.cat([pooled, self.func(pros_raw, raw_mel)], dim=-1)
+        return self.trunk(pooled)
 
     def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.embed(audio)
+        return self.heads(self.embed(audio))
+
+    def heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits, V/A/D in [-1, 1]) from an embedding."""
         return self.logit_head(h), torch.tanh(self.vad_head(h))
 
 

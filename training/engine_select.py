@@ -1,0 +1,144 @@
+"""Choose the default engine among trained runs on validation speakers only, then export the choice.
+
+`python -m training.engine_select RUN [RUN ...]` scores each run's best checkpoint, and their mean ensemble,
+on the runs' validation speakers (the default split: RAVDESS actors 16-18) and never touches the test
+speakers. `--export DIR` exports the named runs (one run, or several as one in-graph `MeanEnsemble`) through
+the pipeline's export (parity check, sha256), then adds the held-out test figures (RAVDESS 19-24, the shared
+evaluator), the selection rule, the baseline figures and the measured CPU cost per window to engine.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoints import load_checkpoint_model, read_checkpoint_meta, resolve_checkpoint
+from training.data.dataset import AudioDataset
+from training.models.base import EmotionModel
+from training.models.ensemble import MeanEnsemble
+from training.pipeline import DataOptions, load_data
+from training.validation import validate
+
+
+def run_data(run: Path) -> DataOptions:
+    """The data options a run was trained with (from its checkpoint metadata)."""
+    meta = read_checkpoint_meta(resolve_checkpoint(run))
+    return DataOptions(**meta["train_config"]["extra"]["data"])
+
+
+def load_runs(runs: list[Path]) -> EmotionModel:
+    """One run's best checkpoint, or a mean ensemble of several."""
+    models = [load_checkpoint_model(r) for r in runs]
+    return models[0] if len(models) == 1 else MeanEnsemble(models).eval()
+
+
+def validation_scores(runs: list[Path], select_labels: list[str] | None = None) -> dict[str, Any]:
+    """Validation metrics of each run and of the ensemble of all of them (validation speakers only)."""
+    split, labels = load_data(run_data(runs[0]), seed=0)
+    val_ds = AudioDataset(split.val, labels, seed=0)
+    out: dict[str, Any] = {"validation_speakers": sorted({u.speaker for u in split.val})}
+    for r in runs:
+        out[str(r)] = validate(load_runs([r]), val_ds, select_labels)
+    if len(runs) > 1:
+        out["ensemble"] = validate(load_runs(runs), val_ds, select_labels)
+    return out
+
+
+def cpu_ms_per_window(model_path: Path, batch: int, seconds: float = 2.0, repeats: int = 20) -> float:
+    """Median ONNX Runtime CPU time (1 intra-op thread) per window at a given batch size."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((batch, int(seconds * 16000)))).astype(np.float32)
+    for _ in range(3):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0 / batch)
+
+
+def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Export the chosen runs as an engine and record test figures, selection, baseline and CPU cost."""
+    from engines.manifest import read_manifest
+    from training.pipeline import (
+        LICENCE_NOTE,
+        corpus_root,
+        default_engine_metrics,
+        describe_training_data,
+        export_model_engine,
+        git_revision,
+        write_provenance_metrics,
+    )
+
+    data = run_data(runs[0])
+    split, _labels = load_data(data, seed=0)
+    model = load_runs(runs)
+    val = validation_scores(runs)["ensemble" if len(runs) > 1 else str(runs[0])]
+    provenance = {
+        "training_data": describe_training_data(data, split.speakers()),
+        "code_version": git_revision(),
+        "license": LICENCE_NOTE,
+        "metrics": {},
+        "command": args.command,
+    }
+    engine_dir, parity = export_model_engine(
+        model, out, name=args.name, version=args.version, provenance=provenance, window_s=2.0, hop_s=0.5
+    )
+    if not parity.passed:
+        raise SystemExit(f"engine_select: export parity failed: {parity}")
+    ravdess = corpus_root(data, "ravdess")
+    if ravdess is None:
+        raise SystemExit("engine_select: the runs were not trained with a ravdess corpus")
+    figures = default_engine_metrics(engine_dir, ravdess, val)
+    figures["selection"] = args.selection
+    if args.baseline_from is not None:
+        figures["baseline"] = read_manifest(args.baseline_from).provenance.metrics.get("baseline")
+    figures["cpu_ms_per_2s_window"] = {
+        "onnxruntime_cpu_1_thread_batch_32": round(cpu_ms_per_window(engine_dir / "model.onnx", 32), 2),
+        "batch_1": round(cpu_ms_per_window(engine_dir / "model.onnx", 1), 2),
+    }
+    figures["members"] = [str(r) for r in runs]
+    write_provenance_metrics(engine_dir, figures)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.engine_select", description=__doc__)
+    p.add_argument("runs", nargs="+", type=Path, help="run directories (their best checkpoints)")
+    p.add_argument("--export", type=Path, help="export these runs (an ensemble if several) to DIR")
+    p.add_argument("--name", default="emotrack-rt")
+    p.add_argument("--version", default="1.1.0")
+    p.add_argument("--selection", default="", help="the selection rule, for engine.json")
+    p.add_argument("--command", default="", help="the full command chain, for engine.json")
+    p.add_argument("--baseline-from", type=Path, help="engine dir whose recorded baseline figures to copy")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.export is None:
+        scores = validation_scores(args.runs)
+        keys = ("n", "ua", "wa", "macro_f1", "ccc_mean")
+        for name, m in scores.items():
+            print(name, json.dumps(m if isinstance(m, list) else {k: m.get(k) for k in keys}))
+        return 0
+    figures = export_choice(args.runs, args.export, args)
+    print(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
