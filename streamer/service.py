@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamer.config import EmotrackConfig
-from streamer.daemon import Daemon
+from streamer.daemon import Daemon, source_specs
 from streamer.ecosystem import extra_sinks, file_sources
 from streamer.sdnotify import SdNotifier
 from streamer.sinks.base import Sink
+from streamer.sources.spec import open_source
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,18 @@ async def serve(
     notifier = notifier or SdNotifier(env)
     notifier.status("loading engine")
     engine = await load_configured_engine(cfg)
+    # Sources first: a missing file or device is the user's first error, before any port is bound.
+    sources = [(s, open_source(s, chunk_ms=cfg.inference.chunk_ms)) for s in source_specs(cfg)]
     broker: EmbeddedBroker | None = None
     mqtt_cfg = cfg.mqtt
     if cfg.embedded_broker:
         broker = EmbeddedBroker(cfg.daemon.broker_host, cfg.daemon.broker_port)
-        port = await broker.start()
+        try:
+            port = await broker.start()
+        except BaseException:
+            for _, src in sources:
+                await src.aclose()
+            raise
         mqtt_cfg = dataclasses.replace(mqtt_cfg, url=f"mqtt://{cfg.daemon.broker_host}:{port}")
         log.info("no broker configured: embedded broker at %s", mqtt_cfg.url)
     from streamer.statedir import open_state
@@ -88,7 +96,9 @@ async def serve(
         mqtt = MqttSink(mqtt_cfg, spool=state.spool if state is not None else None)
         sinks: list[Sink] = [mqtt, *build_file_sinks(cfg, env)]
         sinks += extra_sinks(cfg, mqtt_cfg, mqtt)  # Home Assistant discovery, Prometheus metrics
-        daemon = Daemon(cfg, engine, sinks, notifier=notifier, publish_stats=mqtt.publish_stats)
+        daemon = Daemon(
+            cfg, engine, sinks, sources=sources, notifier=notifier, publish_stats=mqtt.publish_stats
+        )
         daemon.seqstore = state.seqstore if state is not None else None
         if install_signals:
             daemon.install_signal_handlers()
