@@ -56,20 +56,39 @@ def command_modules() -> dict[str, ModuleType]:
 
 
 def version_text() -> str:
-    """Package version and the bundled default engine (or that there is none)."""
+    """Package version, the bundled default engine and the backend it would run on here (one line)."""
+    return f"{PROG} {__version__}; {_default_engine_text()}"
+
+
+def _default_engine_text() -> str:
+    """Name, version and backend of the default engine; a missing or broken one is said, not raised."""
     try:
         from engines import default_engine_path, read_manifest
+    except Exception as exc:  # engines package incomplete
+        return f"no default engine ({_one_line(exc)})"
+    path = default_engine_path()
+    if not path.is_dir():
+        return f"no default engine ({path} not found)"
+    try:
+        from engines.backends import backend_label, select_backend
+        from engines.loader import probe_host
+        from engines.manifest import MODEL_NAME
 
-        m = read_manifest(default_engine_path())
-        engine = f"default engine {m.name} {m.version}"
-    except Exception as exc:  # no engine bundled yet, or engines package incomplete
-        engine = f"no default engine ({_one_line(exc)})"
-    return f"{PROG} {__version__}; {engine}"
+        m = read_manifest(path)
+        if not (path / MODEL_NAME).is_file():
+            return f"default engine {m.name} {m.version} broken ({path / MODEL_NAME} not found)"
+        choice = select_backend("auto", m, probe_host(want_trt=bool(m.tensorrt)), path)
+        backend = "tensorrt" if choice.kind == "tensorrt" else backend_label(choice.providers)
+    except Exception as exc:  # corrupt manifest, unusable runtime: report, never fail --version
+        return f"default engine broken ({_one_line(exc)})"
+    return f"default engine {m.name} {m.version}; backend {backend}"
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = _Parser(prog=PROG, description="Real-time speech emotion tracker.")
-    parser.add_argument("--version", action="store_true", help="print the version and the default engine")
+    parser.add_argument(
+        "--version", action="store_true", help="print the version, the default engine and its backend"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="info-level logs on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

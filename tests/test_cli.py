@@ -38,12 +38,32 @@ def one_error_line(r: subprocess.CompletedProcess[str], code: int, *needles: str
 def test_version_and_defaults() -> None:
     r = emotrack("--version")
     assert r.returncode == 0 and r.stdout.startswith("emotrack 0.1.0")
+    line = r.stdout.strip()
+    assert len(r.stdout.strip().splitlines()) == 1 and "default engine emotrack-" in line, line
+    # this host has no GPU build of ONNX Runtime in CI; whatever it has, a known backend is named
+    assert any(f"backend {b}" in line for b in ("onnxruntime-cpu", "onnxruntime-cuda", "tensorrt")), line
     r = emotrack("config", "--defaults")
     assert r.returncode == 0
     table = tomllib.loads(r.stdout)
     assert table["inference"]["max_batch"] == 32
     r = emotrack("config", "--check", str(REPO / "systemd" / "emotrack.toml"))
     assert r.returncode == 0 and "ok" in r.stdout
+
+
+def test_version_says_when_the_default_engine_is_missing_or_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engines
+    from streamer.cli import version_text
+
+    monkeypatch.setattr(engines, "default_engine_path", lambda: tmp_path / "absent")
+    assert version_text() == f"emotrack 0.1.0; no default engine ({tmp_path / 'absent'} not found)"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "engine.json").write_text("{not json")
+    monkeypatch.setattr(engines, "default_engine_path", lambda: broken)
+    text = version_text()
+    assert text.startswith("emotrack 0.1.0; default engine broken (") and "\n" not in text, text
 
 
 def test_usage_errors_exit_2() -> None:
@@ -200,3 +220,80 @@ def test_devices_lists_the_file_microphone(speech_wav: Path, tmp_path: Path) -> 
     subprocess.run([str(tool), str(speech_wav), str(tmp_path)], check=True, capture_output=True)
     r = emotrack("devices", env=cli_env({"HOME": str(tmp_path)}))
     assert r.returncode == 0 and "filemic" in r.stdout
+
+
+def _predict_with_tty_stderr(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run `emotrack predict` with stdout a pipe and stderr a pseudo-terminal; return (result, stderr)."""
+    import os
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # keep the pty buffer empty so the child never blocks on stderr
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO once the child closed its end
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run(
+            cli_cmd("predict", *args), stdout=subprocess.PIPE, stderr=slave, text=True,
+            env=cli_env(), cwd=REPO, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+        reader.join(timeout=10)
+        os.close(master)
+    return proc, b"".join(chunks).decode(errors="replace")
+
+
+def test_predict_progress_bar_only_on_a_terminal(tiny_engine_dir: Path, speech_wav: Path) -> None:
+    files = [str(speech_wav), str(speech_wav)]
+    piped = emotrack("predict", "--engine", str(tiny_engine_dir), *files)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr  # not a TTY: no bar
+    assert len([json.loads(x) for x in piped.stdout.splitlines()]) == 2
+    r, err = _predict_with_tty_stderr("--engine", str(tiny_engine_dir), *files)
+    assert r.returncode == 0, err
+    assert len([json.loads(x) for x in r.stdout.splitlines()]) == 2  # stdout stays pure JSON lines
+    assert "predict" in err and "2/2" in err, err
+    r, err = _predict_with_tty_stderr("--engine", str(tiny_engine_dir), "--no-progress", *files)
+    assert r.returncode == 0 and "2/2" not in err, err
+    r, err = _predict_with_tty_stderr("--engine", str(tiny_engine_dir), str(speech_wav))
+    assert r.returncode == 0 and "1/1" not in err, err  # one file: no bar
+
+
+def test_progress_bar_helper_shows_only_for_a_tty_and_many_items() -> None:
+    import io
+    import os
+    import pty
+
+    from streamer.progress import progress_bar
+
+    quiet = io.StringIO()
+    with progress_bar(3, "work", stream=quiet) as bar:
+        bar.update(3)
+    assert quiet.getvalue() == ""
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as tty:
+        with progress_bar(3, "work", stream=tty) as bar:
+            bar.update(3)
+        tty.flush()
+        shown = os.read(master, 4096).decode()
+        with progress_bar(1, "single", stream=tty) as bar:
+            bar.update(1)
+        with progress_bar(3, "off", stream=tty, enabled=False) as bar:
+            bar.update(3)
+        tty.write("END")
+        tty.flush()
+        rest = os.read(master, 4096).decode()
+    os.close(master)
+    assert "work" in shown and "3/3" in shown, shown
+    assert rest.strip() == "END", rest

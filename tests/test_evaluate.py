@@ -168,6 +168,32 @@ def test_evaluate_checkpoint(test_corpus: Path, tmp_path: Path) -> None:
     assert rep.n == 4 and rep.source.endswith("best") and rep.ccc is not None
 
 
+def test_evaluate_shows_progress_on_a_terminal(
+    tiny_engine_dir: Path, test_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pty
+    import sys
+
+    master, slave = pty.openpty()
+    base = ["evaluate", "--engine", str(tiny_engine_dir), "--corpus", f"ravdess={test_corpus}"]
+    base += ["--split", "speakers=19", "--threads", "1", "--json"]
+    with os.fdopen(slave, "w") as tty:
+        monkeypatch.setattr(sys, "stderr", tty)
+        assert run_evaluate(_cli(add_evaluate_parser, [*base, "--out", str(tmp_path / "a")])) == 0
+        tty.flush()
+        shown = os.read(master, 65536).decode(errors="replace")
+        assert (
+            run_evaluate(_cli(add_evaluate_parser, [*base, "--out", str(tmp_path / "b"), "--no-progress"]))
+            == 0
+        )
+        tty.write("END")
+        tty.flush()
+        quiet = os.read(master, 65536).decode(errors="replace")
+    os.close(master)
+    assert "decode" in shown and "score" in shown and "100%" in shown, shown
+    assert quiet.strip() == "END", quiet
+
+
 def _cli(add: object, argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add(parser.add_subparsers())  # type: ignore[operator]
@@ -193,8 +219,10 @@ def test_cli_evaluate(
         )
         == 0
     )
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
     assert printed["speakers"] == ["ravdess_19", "ravdess_20"] and (out / "confusion.png").is_file()
+    assert captured.err == ""  # stderr is not a terminal here: no progress bar
     assert (
         run_evaluate(_cli(add_evaluate_parser, [*base, "--split", "speakers=21", "--calm-as-neutral"])) == 0
     )

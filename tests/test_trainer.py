@@ -193,6 +193,36 @@ def test_cli_export_writes_an_engine_and_prints_parity(tiny_corpus: list[Utteran
     bad = _cli("export", str(tmp_path / "nothing"), "--out", str(tmp_path / "e2"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "no checkpoint" in bad.stderr
 
+    # the same checkpoint through `emotrack export --json`: one JSON object on stdout, nothing else
+    r = _emotrack("export", str(tmp_path / "run"), "--out", str(tmp_path / "engine2"), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["engine_dir"] == str(tmp_path / "engine2") and (tmp_path / "engine2" / "engine.json").is_file()
+    parity = doc["parity"]
+    assert parity["passed"] is True and parity["tolerance"] > 0 and parity["cases"] > 0
+    assert set(parity["max_abs_diff"]) == {"logits", "vad"}
+    assert all(0 <= v <= parity["tolerance"] for v in parity["max_abs_diff"].values())
+    # build-trt --json without a GPU/TensorRT: still the one-line error and a non-zero exit, no JSON
+    if not _has_trt_gpu():
+        r = _emotrack("build-trt", str(tmp_path / "engine2"), "--json")
+        assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("emotrack: error:"), r.stderr
+
+
+def _emotrack(*args: str) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "streamer.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=240
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def _has_trt_gpu() -> bool:
+    from engines.trt import probe_trt_host
+
+    return probe_trt_host() is not None
+
 
 def test_emotrack_training_commands_say_how_to_install_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
@@ -271,3 +301,25 @@ def test_cli_missing_backbone_is_a_one_line_error(tiny_corpus: list[Utterance], 
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "backbone path not found" in lines[0] and "no-such-backbone" in lines[0]
+
+
+def test_emotrack_train_json_summarises_the_run(tiny_corpus: list[Utterance], tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,speaker,label\n" + "".join(f"{u.path},{u.speaker},{u.label}\n" for u in tiny_corpus)
+    )
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model_config]\n" + "".join(f"{k} = {v}\n" for k, v in TINY.items())
+        + "[train]\nbatch_size = 8\nwarmup_steps = 2\n"
+    )  # fmt: skip
+    r = _emotrack("train", str(config), "--corpus", f"csv={manifest}", "--split", "speakers=spk_c",
+                  "--labels", "sad,angry", "--epochs", "1", "--samples-per-epoch", "16", "--threads", "1",
+                  "--no-augment", "--no-progress", "--out", str(tmp_path / "run"), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # stdout is exactly one JSON object
+    assert doc["run_dir"] == str(tmp_path / "run") and doc["best_epoch"] == 1
+    assert doc["val"]["n"] > 0 and 0 <= doc["val"]["ua"] <= 1
+    assert doc["test"]["n"] == 12  # spk_c: 6 sad + 6 angry, held out
+    assert doc["engine_dir"] == str(tmp_path / "run" / "engine") and doc["parity"]["passed"] is True
+    assert (tmp_path / "run" / "engine" / "engine.json").is_file()

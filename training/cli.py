@@ -7,6 +7,7 @@ wraps. User-caused failures print one line `emotrack: error: ...` and return 1 (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
@@ -91,6 +92,9 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--engine-version", help="engine.json version (default 0.1.0)")
     p.add_argument("--no-export", action="store_true", help="skip the engine export")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (logs one line per epoch)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with the result instead of text"
+    )
     return p
 
 
@@ -134,13 +138,25 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         model_name, model_cfg, data, cfg, engine_opts = _train_options(args)
-        model, result, metrics = run_training(
-            model_name, model_cfg, data, cfg, backbone=args.backbone, init=args.init
-        )
-        print(f"best epoch {result.best_epoch + 1}: validation {json.dumps(_headline(metrics['val']))}")
-        if "test" in metrics:
-            print(f"held-out test speakers: {json.dumps(_headline(metrics['test']))}")
+        with _quiet_stdout(args.json):
+            model, result, metrics = run_training(
+                model_name, model_cfg, data, cfg, backbone=args.backbone, init=args.init
+            )
+        summary: dict[str, Any] = {
+            "run_dir": str(cfg.out_dir),
+            "best_epoch": result.best_epoch + 1,
+            "val": _headline(metrics["val"]),
+            "test": _headline(metrics["test"]) if "test" in metrics else None,
+            "engine_dir": None,
+            "parity": None,
+        }
+        if not args.json:
+            print(f"best epoch {summary['best_epoch']}: validation {json.dumps(summary['val'])}")
+            if summary["test"] is not None:
+                print(f"held-out test speakers: {json.dumps(summary['test'])}")
         if args.no_export:
+            if args.json:
+                print(json.dumps(summary))
             return 0
         engine_dir = args.engine_out or Path(cfg.out_dir) / "engine"
         provenance = {
@@ -150,25 +166,45 @@ def run_train(args: argparse.Namespace) -> int:
             "metrics": {"val": _headline(metrics["val"]), "test": _headline(metrics.get("test", {}))},
             "command": command_line(args),
         }
-        _, parity = export_model_engine(
-            model, engine_dir,
-            name=args.engine_name or engine_opts.get("name", f"emotrack-{model_name}"),
-            version=args.engine_version or engine_opts.get("version", "0.1.0"),
-            provenance=provenance,
-            window_s=float(engine_opts.get("window_s", 2.0)),
-            hop_s=float(engine_opts.get("hop_s", 0.5)),
-        )  # fmt: skip
+        with _quiet_stdout(args.json):
+            _, parity = export_model_engine(
+                model, engine_dir,
+                name=args.engine_name or engine_opts.get("name", f"emotrack-{model_name}"),
+                version=args.engine_version or engine_opts.get("version", "0.1.0"),
+                provenance=provenance,
+                window_s=float(engine_opts.get("window_s", 2.0)),
+                hop_s=float(engine_opts.get("hop_s", 0.5)),
+            )  # fmt: skip
         ravdess = corpus_root(data, "ravdess")
         if data.split == "default" and ravdess is not None and parity.passed:
-            figures = default_engine_metrics(engine_dir, ravdess, metrics["val"])
+            with _quiet_stdout(args.json):
+                figures = default_engine_metrics(engine_dir, ravdess, metrics["val"])
             write_provenance_metrics(engine_dir, figures)
-            print(f"engine on RAVDESS actors 19-24: UA {figures['ua_4']:.4f}  WA {figures['wa_4']:.4f}")
+            summary["engine_ravdess_19_24"] = figures
+            if not args.json:
+                print(f"engine on RAVDESS actors 19-24: UA {figures['ua_4']:.4f}  WA {figures['wa_4']:.4f}")
     except _user_errors() as e:
         return fail(str(e))
     except TypeError as e:  # unknown keyword in a config table
         return fail(f"bad training configuration: {e}")
-    print(f"engine: {engine_dir}  {parity}")
+    summary.update(engine_dir=str(engine_dir), parity=parity_dict(parity))
+    print(json.dumps(summary) if args.json else f"engine: {engine_dir}  {parity}")
     return 0 if parity.passed else 1
+
+
+def _quiet_stdout(json_mode: bool) -> contextlib.AbstractContextManager[Any]:
+    """With --json, stdout carries only the JSON: library chatter (torch.onnx prints) goes to stderr."""
+    return contextlib.redirect_stdout(sys.stderr) if json_mode else contextlib.nullcontext()
+
+
+def parity_dict(parity: Any) -> dict[str, Any]:
+    """A ParityReport as JSON: worst |torch - ORT| per output, the tolerance and the verdict."""
+    return {
+        "max_abs_diff": {k: float(v) for k, v in parity.max_abs_diff.items()},
+        "tolerance": float(parity.tolerance),
+        "cases": len(parity.cases),
+        "passed": bool(parity.passed),
+    }
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +240,9 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--hop-s", type=float, default=0.5)
     p.add_argument("--license", default=None, help="licence text for engine.json")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with the result instead of text"
+    )
     return p
 
 
@@ -224,13 +263,17 @@ def run_export(args: argparse.Namespace) -> int:
             "metrics": {"val": _headline(meta.get("metrics", {}))},
             "command": command_line(args),
         }
-        engine_dir, parity = export_model_engine(
-            model, args.out, name=args.name or f"emotrack-{name}", version=args.engine_version,
-            provenance=provenance, window_s=args.window_s, hop_s=args.hop_s,
-        )  # fmt: skip
+        with _quiet_stdout(args.json):
+            engine_dir, parity = export_model_engine(
+                model, args.out, name=args.name or f"emotrack-{name}", version=args.engine_version,
+                provenance=provenance, window_s=args.window_s, hop_s=args.hop_s,
+            )  # fmt: skip
     except _user_errors() as e:
         return fail(str(e))
-    print(f"engine: {engine_dir}  {parity}")
+    if args.json:
+        print(json.dumps({"engine_dir": str(engine_dir), "parity": parity_dict(parity)}))
+    else:
+        print(f"engine: {engine_dir}  {parity}")
     return 0 if parity.passed else 1
 
 
@@ -240,6 +283,9 @@ def add_build_trt_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("engine", type=Path, help="engine directory")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--opt-batch", type=int, default=8)
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object with the result instead of text"
+    )
     return p
 
 
@@ -251,6 +297,9 @@ def run_build_trt(args: argparse.Namespace) -> int:
         plans = build_plans(args.engine, opt_batch=args.opt_batch, max_batch=args.max_batch)
     except EngineError as e:
         return fail(str(e))
+    if args.json:  # success only: failures stay one line on stderr with a non-zero exit
+        print(json.dumps({"engine_dir": str(args.engine), "plans": [str(p) for p in plans]}))
+        return 0
     for plan in plans:
         print(f"plan: {plan}")
     return 0

@@ -86,6 +86,9 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="count RAVDESS calm as neutral (for models trained with calm merged into neutral)",
     )
     p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (shown on a terminal's stderr only)"
+    )
     return p
 
 
@@ -120,14 +123,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _fail(f"--labels: {e}", 2)
     if args.threads is not None and args.threads < 0:
         return _fail("--threads must be >= 0", 2)
+    progress = not getattr(args, "no_progress", False)
     try:
         utts = parse_split(args.split, parse_corpus_specs(args.corpus))
         if args.calm_as_neutral:
             utts = merge_calm(utts)
         if args.engine is not None:
-            report = evaluate_engine(args.engine, utts, labels, backend=args.backend, threads=args.threads)
+            report = evaluate_engine(
+                args.engine, utts, labels, backend=args.backend, threads=args.threads, progress=progress
+            )
         else:
-            report = evaluate_checkpoint(args.checkpoint, utts, labels)
+            report = evaluate_checkpoint(args.checkpoint, utts, labels, progress=progress)
         path = write_report(report, args.out)
     except _user_errors() as e:
         return _fail(str(e), 1)

@@ -137,12 +137,18 @@ def evaluate_scores(
     )
 
 
-def load_utterance_audio(utts: Sequence[Utterance], trim_db: float | None = 40.0) -> list[np.ndarray]:
+def load_utterance_audio(
+    utts: Sequence[Utterance], trim_db: float | None = 40.0, *, progress: bool = False
+) -> list[np.ndarray]:
     """Decoded 16 kHz mono audio of each utterance, silence-trimmed like the training data."""
+    from streamer.progress import progress_bar
+
     out = []
-    for u in utts:
-        x = load_audio(u.path)
-        out.append(trim_silence(x, trim_db) if trim_db is not None else x)
+    with progress_bar(len(utts), "decode", enabled=progress) as bar:
+        for u in utts:
+            x = load_audio(u.path)
+            out.append(trim_silence(x, trim_db) if trim_db is not None else x)
+            bar.update(1)
     return out
 
 
@@ -155,12 +161,22 @@ def evaluate_with(
     source: str,
     *,
     trim_db: float | None = 40.0,
+    progress: bool = False,
 ) -> EvalReport:
-    """Score utts with any scorer and compute the report."""
+    """Score utts with any scorer and compute the report (`progress`: bars on a terminal's stderr)."""
+    from streamer.progress import progress_bar
+
     if not utts:
         raise EvalError(f"{source}: no utterances to evaluate")
     labels = resolve_label_set(label_set if isinstance(label_set, str) else list(label_set))
-    scores = score_utterances(load_utterance_audio(utts, trim_db), score, plan)
+    audio = load_utterance_audio(utts, trim_db, progress=progress)
+    with progress_bar(len(utts), "score", enabled=progress, unit="window") as bar:
+
+        def tick(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        scores = score_utterances(audio, score, plan, on_batch=tick)
     return evaluate_scores(utts, scores.probabilities, scores.vad, out_labels, labels, source)
 
 
@@ -172,6 +188,7 @@ def evaluate_engine(
     backend: str = "auto",
     threads: int | None = None,
     trim_db: float | None = 40.0,
+    progress: bool = False,
 ) -> EvalReport:
     """Run the ONNX engine in `engine_dir` over every utterance and compute the report."""
     from engines import load_engine
@@ -186,8 +203,9 @@ def evaluate_engine(
         r = engine.infer(batch)
         return r.probabilities, r.vad
 
+    source = f"{m.name} {m.version}"
     return evaluate_with(
-        score, list(engine.labels), plan, utts, label_set, f"{m.name} {m.version}", trim_db=trim_db
+        score, list(engine.labels), plan, utts, label_set, source, trim_db=trim_db, progress=progress
     )
 
 
@@ -214,11 +232,13 @@ def evaluate_model(
     plan: WindowPlan | None = None,
     source: str = "model",
     trim_db: float | None = 40.0,
+    progress: bool = False,
 ) -> EvalReport:
     """Evaluate an in-memory EmotionModel (default geometry: 2 s windows, 0.5 s hop, whole up to 8 s)."""
     plan = plan or WindowPlan.from_seconds(2.0, 0.5, 0.5, 8.0)
+    score = model_scorer(model)
     return evaluate_with(
-        model_scorer(model), list(model.labels), plan, utts, label_set, source, trim_db=trim_db
+        score, list(model.labels), plan, utts, label_set, source, trim_db=trim_db, progress=progress
     )
 
 
@@ -229,13 +249,16 @@ def evaluate_checkpoint(
     *,
     plan: WindowPlan | None = None,
     trim_db: float | None = 40.0,
+    progress: bool = False,
 ) -> EvalReport:
     """Evaluate a trainer checkpoint (a run directory, whose `best` is used, or a checkpoint path)."""
     from training.checkpoints import load_checkpoint_model, resolve_checkpoint
 
     model = load_checkpoint_model(checkpoint)
     source = str(resolve_checkpoint(checkpoint))
-    return evaluate_model(model, utts, label_set, plan=plan, source=source, trim_db=trim_db)
+    return evaluate_model(
+        model, utts, label_set, plan=plan, source=source, trim_db=trim_db, progress=progress
+    )
 
 
 def merge_calm(utts: Sequence[Utterance]) -> list[Utterance]:

@@ -96,8 +96,12 @@ def score_utterances(
     bucket_s: float = 0.1,
     max_batch: int = 32,
     sample_rate: int = 16000,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> UtteranceScores:
-    """Score each utterance (whole or windowed) and average its pieces."""
+    """Score each utterance (whole or windowed) and average its pieces.
+
+    `on_batch(done, total)` is told after every batch how many pieces are scored (for progress bars).
+    """
     pieces: list[np.ndarray] = []
     owner: list[int] = []
     for u, x in enumerate(audio):
@@ -107,6 +111,7 @@ def score_utterances(
     probs: list[np.ndarray | None] = [None] * len(pieces)
     vads: list[np.ndarray | None] = [None] * len(pieces)
     bucket = round(bucket_s * sample_rate)
+    done = 0
     for group in _buckets([len(p) for p in pieces], bucket, max_batch):
         n = min(len(pieces[i]) for i in group)
         batch = np.stack([_centre_crop(pieces[i], n) for i in group])
@@ -114,6 +119,9 @@ def score_utterances(
         for row, i in enumerate(group):
             probs[i] = None if p is None else p[row]
             vads[i] = None if v is None else v[row]
+        done += len(group)
+        if on_batch is not None:
+            on_batch(done, len(pieces))
     counts = np.bincount(np.asarray(owner, dtype=np.int64), minlength=len(audio))
     return UtteranceScores(
         probabilities=_average(probs, owner, len(audio)),

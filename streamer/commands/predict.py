@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", default=True, help="one JSON object per file (default)")
     out.add_argument("--text", dest="json", action="store_false", help="readable text instead of JSON lines")
     p.add_argument("--track", action="store_true", help="add the per-window track (raw and smoothed)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (shown on a terminal's stderr only)"
+    )
     return p
 
 
 class Collector:
-    """A sink that keeps every record per stream (the predict command's only output)."""
+    """A sink that keeps every record per stream (the predict command's only output).
 
-    def __init__(self) -> None:
+    `on_end` is called once per finished stream (the progress bar's tick).
+    """
+
+    def __init__(self, on_end: Callable[[str], None] | None = None) -> None:
         self.records: dict[str, list[Record]] = defaultdict(list)
+        self._on_end = on_end
 
     async def start(self) -> None:
         return None
@@ -50,7 +58,8 @@ class Collector:
         self.records[record.stream].append(record)
 
     async def stream_ended(self, stream: str) -> None:
-        return None
+        if self._on_end is not None:
+            self._on_end(stream)
 
     async def close(self) -> None:
         return None
@@ -101,6 +110,7 @@ def text_line(d: dict[str, Any]) -> str:
 async def predict(args: argparse.Namespace) -> int:
     from streamer.config import load_config
     from streamer.daemon import Daemon
+    from streamer.progress import progress_bar
     from streamer.service import load_configured_engine
     from streamer.sources.base import SourceError
     from streamer.sources.spec import SourceSpec, open_source
@@ -127,10 +137,14 @@ async def predict(args: argparse.Namespace) -> int:
         rate, frames = getattr(src, "samplerate", 0), getattr(src, "frames", 0)
         durations[spec.stream_id] = frames / rate if rate else 0.0
         opened.append((spec, src))
-    collector = Collector()
+    bar = progress_bar(len(opened), "predict", enabled=not args.no_progress)
+    collector = Collector(on_end=lambda _stream: bar.update(1))
     daemon = Daemon(cfg, engine, [collector], sources=opened) if opened else None
-    if daemon is not None:
-        await daemon.run()
+    try:
+        if daemon is not None:
+            await daemon.run()
+    finally:
+        bar.close()
     for i, path in enumerate(args.files):
         sid = f"f{i}"
         if i not in errors and daemon is not None:
