@@ -137,6 +137,10 @@ class OrtBackend:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only: provider fallbacks are reported by us, once
+        # No spin-waiting between calls: the engine runs in bursts beside capture and publishing, and a
+        # spinning pool burnt ~4x the CPU per call in `emotrack bench` with 2 threads (docs/bench.md).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if intra_op_threads is not None:
             so.intra_op_num_threads = intra_op_threads
         if inter_op_threads is not None:
