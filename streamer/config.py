@@ -73,6 +73,9 @@ class InferenceSection:
     max_batch: int = field(default=32, metadata=_m("windows per engine call", 1, 4096))
     max_wait_ms: float = field(default=20.0, metadata=_m("wait to fill a batch", 0, 10000))
     max_pending: int = field(default=256, metadata=_m("queued windows before the oldest is dropped", 1))
+    workers: int = field(
+        default=1, metadata=_m("engine calls run at once (threads); see engine threads", 1, 64)
+    )
     max_in_flight: int = field(default=64, metadata=_m("per-stream events awaiting scores (backpressure)", 1))
     chunk_ms: float = field(default=100.0, metadata=_m("audio chunk size read from sources", 10, 1000))
 

@@ -123,6 +123,7 @@ class Daemon:
             max_wait_ms=cfg.inference.max_wait_ms,
             max_pending=cfg.inference.max_pending,
             on_progress=self.heartbeat.beat,
+            workers=cfg.inference.workers,
         )
 
     # -- control ---------------------------------------------------------------------------------

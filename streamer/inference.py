@@ -1,7 +1,10 @@
-"""Cross-stream batched inference: one worker, engine calls in one thread, bounded drop-oldest queue.
+"""Cross-stream batched inference: ``workers`` engine threads sharing one bounded drop-oldest queue.
 
-Batching policy: the worker takes up to ``max_batch`` pending windows, waiting at most ``max_wait_ms``
-after the first one for the batch to fill. Each window is first brought to the engine's minimum length
+Batching policy: a free worker takes up to ``max_batch`` pending windows, waiting at most ``max_wait_ms``
+after the first one for the batch to fill. With several workers, engine calls overlap (ONNX Runtime's
+``run`` is thread-safe and releases the GIL), so a small model whose single call cannot use every core
+(one intra-op thread is the most efficient for it) still gets them all; the TensorRT backend serialises
+calls on its one execution context. Each window is first brought to the engine's minimum length
 (``engine.pad_to_min``, per the manifest's padding policy); windows are then grouped by exact length and
 each group is one ``engine.infer`` call. Windows are never zero-padded to a common length, because
 padding changes what a model pooling over time sees; in steady state all windows have the configured
@@ -72,9 +75,10 @@ class Batcher:
         max_wait_ms: float = 20.0,
         max_pending: int = 256,
         on_progress: Callable[[], None] | None = None,
+        workers: int = 1,
     ) -> None:
-        if max_batch < 1 or max_pending < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_pending must be >= 1 and max_wait_ms >= 0")
+        if max_batch < 1 or max_pending < 1 or max_wait_ms < 0 or workers < 1:
+            raise ValueError("max_batch, max_pending and workers must be >= 1 and max_wait_ms >= 0")
         self._engine = engine
         self._labels = list(engine.labels)
         self.max_batch = max_batch
@@ -83,8 +87,9 @@ class Batcher:
         self._on_progress = on_progress
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emotrack-infer")
-        self._worker: asyncio.Task[None] | None = None
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotrack-infer")
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._in_flight = 0
         self.stats = BatcherStats()
@@ -95,8 +100,11 @@ class Batcher:
         return len(self._pending) + self._in_flight
 
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._run(), name="emotrack-batcher")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._run(), name=f"emotrack-batcher-{i}") for i in range(self.workers)
+            ]
 
     def submit(self, window: SpeechWindow) -> asyncio.Future[Scores | None]:
         """Queue a window; when the queue is full the oldest queued window resolves to None (dropped)."""
@@ -117,9 +125,9 @@ class Batcher:
         """Stop accepting windows, score everything pending, then stop the worker and its thread."""
         self._closing = True
         self._wakeup.set()
-        if self._worker is not None:
-            await self._worker
-            self._worker = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+            self._tasks = []
         self._executor.shutdown(wait=True)
 
     async def close(self) -> None:
@@ -157,7 +165,7 @@ class Batcher:
     async def _score(self, batch: list[_Item]) -> None:
         self.stats.batches += 1
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(batch))
-        self._in_flight = len(batch)
+        self._in_flight += len(batch)
         try:
             groups: dict[int, list[tuple[FloatArray, asyncio.Future[Scores | None]]]] = {}
             for window, fut in batch:
@@ -184,7 +192,7 @@ class Batcher:
                 if self._on_progress is not None:
                     self._on_progress()
         finally:
-            self._in_flight = 0
+            self._in_flight -= len(batch)
 
     def _to_scores(self, result: Any, n: int) -> list[Scores]:
         probs = getattr(result, "probabilities", None)

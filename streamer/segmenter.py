@@ -2,10 +2,14 @@
 
 Windows are scheduled in samples from the utterance onset (``window_s`` long, every ``hop_s``) and
 emitted as soon as the VAD has judged audio up to their end and that audio surely belongs to the
-utterance (speech goes on, or ended less than ``pad_ms`` ago), so the first emotion comes
-``window_s`` after the padded onset and no window reaches past its utterance's end. The set of
-windows depends only on the audio, never on chunk sizes. Only the audio the next window (or the
-onset padding) can still need is kept, so memory stays bounded whatever the utterance length.
+utterance (speech goes on, or ended less than ``pad_ms`` ago), so no window reaches past its
+utterance's end. The first emotion is never later than ``window_s`` after the padded onset: when the
+VAD has judged a full window of audio but speech paused inside it (so the end of the utterance is
+still undecided), the audio that surely belongs to the utterance is scored at once as the first
+window rather than waiting ``end_ms`` for the VAD's verdict. The set of windows depends only on the
+audio, never on chunk sizes (audio is judged in pieces cut at that deadline). Only the audio the next
+window (or the onset padding) can still need is kept, so memory stays bounded whatever the utterance
+length.
 """
 
 from __future__ import annotations
@@ -163,6 +167,7 @@ class Segmenter:
         self._utt: int | None = None  # open utterance id
         self._utt_start = 0
         self._utt_windows = 0
+        self._covered = 0  # end of the open utterance's latest window
 
     @property
     def in_utterance(self) -> bool:
@@ -216,6 +221,26 @@ class Segmenter:
         self._fed_end = start
 
     def _process(self, samples: FloatArray, out: list[SegmentEvent]) -> None:
+        cut = self._deadline_cut(len(samples))
+        if cut is None:
+            self._judge(samples, out)
+        else:
+            self._judge(samples[:cut], out)
+            self._judge(samples[cut:], out)
+
+    def _deadline_cut(self, n: int) -> int | None:
+        """Where in the next ``n`` samples the VAD reaches the first-window deadline (the first frame
+        boundary at or after padded onset + ``window_s``), if it does and no window was emitted yet:
+        judging up to exactly there makes the early window independent of chunk sizes."""
+        if self._utt is None or self._utt_windows:
+            return None
+        frame = self.vad_cfg.frame_samples
+        pos = self._vad.position
+        deadline = pos + -(-(self._utt_start + self._win - pos) // frame) * frame
+        cut = deadline - self._fed_end
+        return cut if 0 < cut < n else None
+
+    def _judge(self, samples: FloatArray, out: list[SegmentEvent]) -> None:
         self._buf.append(samples)
         self._fed_end += len(samples)
         for ev in self._vad.feed(samples):
@@ -227,6 +252,9 @@ class Segmenter:
         bound = self._vad.speech_end_bound
         if self._utt is not None and bound is not None:
             self._emit_windows(min(self._vad.position, bound), out)
+            early = not self._utt_windows and bound - self._utt_start >= self._min_seg
+            if early and self._vad.position >= self._utt_start + self._win:
+                self._window(self._utt_start, bound, out)  # speech paused: score what surely belongs
         self._trim()
 
     def _close_at_end(self, out: list[SegmentEvent]) -> None:
@@ -266,6 +294,7 @@ class Segmenter:
         )
         self._next_window += 1
         self._utt_windows += 1
+        self._covered = end
         self.stats.windows += 1
 
     def _close(self, end: int, out: list[SegmentEvent]) -> None:
@@ -276,10 +305,9 @@ class Segmenter:
                 self._window(start, end, out)  # short utterance: scored whole, padded downstream
             else:
                 self.stats.short_dropped += 1
-        else:
-            covered = start + (self._utt_windows - 1) * self._hop + self._win
-            if end - covered >= self._min_seg:
-                self._window(end - self._win, end, out)  # the tail, with a full window of context
+        elif end - self._covered >= self._min_seg:
+            # the tail, with up to a full window of context
+            self._window(max(start, end - self._win), end, out)
         out.append(
             UtteranceEnded(self.stream_id, self._utt, start, end, self.wall_at(end), self._utt_windows)
         )

@@ -36,7 +36,9 @@ class VadConfig:
     frame_ms: int = 30  # webrtcvad supports 10, 20, 30
     start_ms: int = 90  # voiced time (consecutive) before speech starts
     end_ms: int = 400  # unvoiced time (consecutive) before speech ends
-    pad_ms: int = 150  # audio kept before the onset and (at most end_ms) after the offset
+    # audio kept before the onset and (at most end_ms) after the offset: webrtcvad starts on voicing, so
+    # 250 ms catches the unvoiced consonant or soft attack before it (bench: onset to first emotion)
+    pad_ms: int = 250
     gate: GateMode = "off"
     gate_energy_dbfs: float = -60.0  # frames quieter than this (RMS, dB full scale) are not speech
     gate_flatness_max: float = 0.45  # spectral flatness above this is broadband noise

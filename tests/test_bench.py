@@ -262,6 +262,17 @@ def test_speech_span_finds_the_loud_part() -> None:
     assert first == 4000 and last == 8960
 
 
+def test_speech_span_ignores_a_click_in_a_quiet_recordings_noise_floor() -> None:
+    """A quiet clip (loudest frame -35 dBFS): a lone -69 dBFS frame of floor noise is within 35 dB of
+    it but is not the onset; the first sustained run is."""
+    rng = np.random.default_rng(0)
+    x = (10 ** (-85 / 20) * rng.standard_normal(32000)).astype(np.float32)
+    x[3200:3360] = (10 ** (-69 / 20) * np.sqrt(2) * np.sin(np.arange(160) * 0.3)).astype(np.float32)
+    x[12000:24000] = (10 ** (-35 / 20) * np.sqrt(2) * np.sin(np.arange(12000) * 0.1)).astype(np.float32)
+    first, last = speech_span(x)
+    assert first == 12000 and last == 24000
+
+
 async def test_trial_through_the_embedded_broker(bench_engine: Path, tmp_path: Path) -> None:
     """Where mosquitto is absent the bench falls back to the embedded amqtt broker (forced here)."""
     from streamer.bench.audio import AudioSet

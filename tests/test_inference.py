@@ -143,3 +143,43 @@ async def test_progress_callback(engine: Any) -> None:
     await b.submit(window("a", 0))
     await b.drain()
     assert beats
+
+
+class Overlap(Recording):
+    """Records how many engine calls run at the same moment (each call holds for a little while)."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def infer(self, audio: FloatArray) -> Any:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            threading.Event().wait(0.05)
+            return super().infer(audio)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+async def test_several_workers_run_engine_calls_at_once_and_keep_results_per_window(engine: Any) -> None:
+    rec = Overlap(engine)
+    b = Batcher(rec, max_batch=2, max_wait_ms=0, max_pending=64, workers=2)
+    wins = [window(s, i) for i in range(4) for s in ("a", "b")]
+    got = await asyncio.gather(*(b.submit(w) for w in wins))
+    await b.drain()
+    assert rec.most == 2 and len(rec.threads) == 2
+    assert b.stats.scored == len(wins) and b.pending == 0
+    for w, s in zip(wins, got, strict=True):  # each future holds its own window's scores
+        alone = engine.infer(w.samples[None, :])
+        assert s is not None and s.probabilities is not None
+        assert list(s.probabilities.values()) == pytest.approx(list(alone.probabilities[0]), abs=1e-5)
+
+
+def test_workers_must_be_positive(engine: Any) -> None:
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(engine, workers=0)

@@ -197,6 +197,49 @@ def test_first_window_as_soon_as_window_s_of_speech_exists(speech: np.ndarray) -
     pytest.fail("no window")
 
 
+def _paused_burst() -> np.ndarray:
+    """1.3 s of sound, then silence: the VAD judges a full window (padded onset + 2 s) while the
+    utterance's end is still undecided (``PAUSE_VAD``: 600 ms of hangover)."""
+    a = np.zeros(5 * SR, dtype=np.float32)
+    a[SR : SR + int(1.3 * SR)] = white(int(1.3 * SR), seed=3)
+    return a
+
+
+PAUSE_VAD = VadConfig(end_ms=600)
+
+
+def test_first_window_never_waits_for_the_end_of_speech_verdict() -> None:
+    a = _paused_burst()
+    seg = Segmenter("mic", PAUSE_VAD, WindowConfig())
+    chunk = 160
+    first: SpeechWindow | None = None
+    events: list[SegmentEvent] = []
+    for i in range(0, len(a), chunk):
+        out = seg.feed(AudioChunk("mic", a[i : i + chunk], i, T0 + i / SR))
+        events += out
+        if first is None and windows_of(out):
+            first = windows_of(out)[0]
+            start = next(e for e in events if isinstance(e, UtteranceStarted)).start_sample
+            assert i + chunk < start + 2 * SR + FRAME + chunk  # at the deadline, not end_ms later
+            assert not ends_of(events)  # the VAD had not decided the end yet
+    events += seg.finish(T0 + len(a) / SR)
+    assert first is not None
+    (end,) = ends_of(events)
+    assert first.start_sample == end.start_sample
+    assert first.end_sample <= end.end_sample  # only audio that surely belongs to the utterance
+    assert first.end_sample - first.start_sample < 2 * SR
+    assert end.n_windows == 1 and windows_of(events) == [first]  # no tail window repeats it
+
+
+@pytest.mark.parametrize("chunk", [160, 481, 4000, 9000, 5 * SR])
+def test_early_first_window_is_the_same_whatever_the_chunk_size(chunk: int) -> None:
+    a = _paused_burst()
+    ref = windows_of(segment(a, 480, PAUSE_VAD)[0])
+    got = windows_of(segment(a, chunk, PAUSE_VAD)[0])
+    assert [(w.start_sample, w.end_sample) for w in got] == [(w.start_sample, w.end_sample) for w in ref]
+    assert len(ref) == 1
+
+
 def test_short_utterance_gets_exactly_one_whole_window() -> None:
     a = np.zeros(3 * SR, dtype=np.float32)
     a[40 * FRAME : 50 * FRAME] = white(10 * FRAME)  # 300 ms burst
@@ -223,7 +266,7 @@ def test_too_short_segment_is_dropped_and_counted() -> None:
 
 def test_tail_window_when_stream_ends_mid_speech() -> None:
     a = np.concatenate([np.zeros(SR, dtype=np.float32), white(int(2.3 * SR))])
-    events, _ = segment(a, 1000)
+    events, _ = segment(a, 1000, VadConfig(pad_ms=150))  # 2.45 s: two windows and a 0.45 s tail
     (end,) = ends_of(events)
     assert end.end_sample == len(a)  # closed at the end of the stream
     wins = windows_of(events)
@@ -233,7 +276,9 @@ def test_tail_window_when_stream_ends_mid_speech() -> None:
     assert end.n_windows == 2
 
 
-@pytest.mark.parametrize("vad", [VadConfig(), VadConfig(end_ms=180)], ids=["default", "end180"])
+@pytest.mark.parametrize(
+    "vad", [VadConfig(pad_ms=150), VadConfig(end_ms=180, pad_ms=150)], ids=["pad150", "end180"]
+)
 def test_tail_window_inside_the_stream(vad: VadConfig) -> None:
     """A 2.4 s burst: full windows at 0 and 0.5 s, then the ≥ 0.25 s tail gets a final window."""
     a = np.zeros(6 * SR, dtype=np.float32)

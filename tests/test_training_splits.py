@@ -37,6 +37,8 @@ from training.data.labels import LABEL_SETS, category_vad, map_label, normalise_
 from training.data.splits import (
     SplitError,
     default_split,
+    devfold_actors,
+    devfold_split,
     fraction_by_speaker,
     kfold_by_speaker,
     parse_split,
@@ -109,6 +111,34 @@ def test_splits_never_leak_speakers(tmp_path: Path) -> None:
         speakers_out(utts, ["ravdess_99"])
     with pytest.raises(SplitError):
         kfold_by_speaker(utts, 5, 5)
+
+
+def test_devfold_split_partitions_actors_1_to_18(tmp_path: Path) -> None:
+    utts = _utts(tmp_path)
+    default = default_split(utts)
+    seen: list[str] = []
+    for fold in range(6):
+        split = devfold_split(utts, 6, fold)
+        spk = split.speakers()
+        assert split.test == default.test  # the test set is exactly the default split's
+        assert not set(spk["train"]) & set(spk["val"]) and not set(spk["train"]) & set(spk["test"])
+        assert not set(spk["val"]) & set(spk["test"])
+        assert len(split.train) + len(split.val) + len(split.test) == len(utts)
+        assert {"tess_OAF", "tess_YAF"} <= set(spk["train"])
+        actors = devfold_actors(6, fold)
+        assert len(actors) == 3 and {a % 2 for a in actors} == {0, 1}  # both genders (odd male, even female)
+        assert spk["val"] == [f"ravdess_{a:02d}" for a in actors]
+        seen += spk["val"]
+    assert sorted(seen) == [f"ravdess_{a:02d}" for a in range(1, 19)]  # folds partition actors 1-18
+    assert devfold_split(utts, 6, 5).speakers() == default.speakers()  # the last fold is the default split
+    for k in range(2, 10):
+        folds = [devfold_actors(k, f) for f in range(k)]
+        assert sorted(a for f in folds for a in f) == list(range(1, 19))
+        assert all({a % 2 for a in f} == {0, 1} for f in folds)
+    with pytest.raises(SplitError):
+        devfold_actors(6, 6)
+    with pytest.raises(SplitError):
+        devfold_actors(10, 0)  # folds of one actor would hold one gender
 
 
 # ---------------------------------------------------------------- dataset and sampler

@@ -57,15 +57,28 @@ def find_corpora(explicit: Path | None = None) -> Path | None:
     return None
 
 
-def speech_span(x: FloatArray, frame: int = SAMPLE_RATE // 100, floor_db: float = 35.0) -> tuple[int, int]:
-    """(first, last) sample of the part within ``floor_db`` of the loudest 10 ms frame."""
+def speech_span(
+    x: FloatArray,
+    frame: int = SAMPLE_RATE // 100,
+    floor_db: float = 35.0,
+    abs_floor_dbfs: float = -60.0,
+    sustain: int = 5,
+) -> tuple[int, int]:
+    """(first, last) sample of the speech: from the first to the last run of ``sustain`` 10 ms frames
+    within ``floor_db`` of the loudest frame and above ``abs_floor_dbfs``. A lone click or a breath in a
+    quiet recording's noise floor is not the onset; a clip with no such run spans its loud frames."""
     n = len(x) // frame
     if n == 0:
         return 0, len(x)
     rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1) + 1e-12)
     db = 20 * np.log10(rms)
-    loud = np.flatnonzero(db >= db.max() - floor_db)
-    return int(loud[0]) * frame, int(loud[-1] + 1) * frame
+    loud = db >= max(db.max() - floor_db, min(abs_floor_dbfs, db.max()))
+    k = min(sustain, n)
+    runs = np.flatnonzero(np.convolve(loud.astype(np.int64), np.ones(k, dtype=np.int64), "valid") == k)
+    if len(runs) == 0:
+        idx = np.flatnonzero(loud)
+        return int(idx[0]) * frame, int(idx[-1] + 1) * frame
+    return int(runs[0]) * frame, int(runs[-1] + k) * frame
 
 
 class ClipPool:

@@ -44,14 +44,15 @@ class Settings:
     max_batch: int = 32
     max_wait_ms: float = 20.0
     max_pending: int = 256
+    workers: int = 1
     chunk_ms: float = 100.0
     warmup: bool = True
     stagger: bool = False  # streams' chunks arrive spread over a chunk period (default: all at once)
 
     def effective(self) -> Settings:
-        """The research way has no batching: one window per call, no waiting to fill a batch."""
+        """The research way has no batching: one window per call, one call at a time, no waiting."""
         if self.backend == "torch":
-            return dataclasses.replace(self, max_batch=1, max_wait_ms=0.0)
+            return dataclasses.replace(self, max_batch=1, max_wait_ms=0.0, workers=1)
         return self
 
     def describe(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class Settings:
                 "max_batch": s.max_batch,
                 "max_wait_ms": s.max_wait_ms,
                 "max_pending": s.max_pending,
+                "workers": s.workers,
             },
         }
 
@@ -111,6 +113,7 @@ class Runner:
             max_batch=s.max_batch,
             max_wait_ms=s.max_wait_ms,
             max_pending=s.max_pending,
+            workers=s.workers,
             chunk_ms=s.chunk_ms,
             mqtt_url=self.broker_url,
             prefix=prefix,

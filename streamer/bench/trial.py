@@ -36,6 +36,7 @@ class TrialSpec:
     max_batch: int = 32
     max_wait_ms: float = 20.0
     max_pending: int = 256
+    workers: int = 1
     chunk_ms: float = 100.0
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     prefix: str = "emotrack-bench"
@@ -174,6 +175,7 @@ async def run_trial(spec: TrialSpec) -> dict[str, Any]:
             max_batch=spec.max_batch,
             max_wait_ms=spec.max_wait_ms,
             max_pending=spec.max_pending,
+            workers=spec.workers,
             chunk_ms=spec.chunk_ms,
         ),
         daemon=DaemonSection(watchdog=False, drain_timeout_s=120.0),

@@ -118,6 +118,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="MS",
         help="wait for a batch to fill",
     )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="engine calls at once (our way; the research way always makes one at a time)",
+    )
     p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
     p.add_argument("--chunk-ms", type=_nonneg_float, default=100.0, metavar="MS", help="source chunk size")
     p.add_argument(
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads or [(None, None)],
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
+            workers=args.workers,
             find_max=args.find_max or args.compare,
             compare=args.compare,
             max_streams=max(args.max_streams, args.streams),
