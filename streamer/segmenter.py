@@ -1,15 +1,13 @@
 """Speech segmentation: VAD onsets/offsets plus sliding windows over each utterance.
 
 Windows are scheduled in samples from the utterance onset (``window_s`` long, every ``hop_s``) and
-emitted as soon as the VAD has judged audio up to their end and that audio surely belongs to the
-utterance (speech goes on, or ended less than ``pad_ms`` ago), so no window reaches past its
-utterance's end. The first emotion is never later than ``window_s`` after the padded onset: when the
-VAD has judged a full window of audio but speech paused inside it (so the end of the utterance is
-still undecided), the audio that surely belongs to the utterance is scored at once as the first
-window rather than waiting ``end_ms`` for the VAD's verdict. The set of windows depends only on the
-audio, never on chunk sizes (audio is judged in pieces cut at that deadline). Only the audio the next
-window (or the onset padding) can still need is kept, so memory stays bounded whatever the utterance
-length.
+emitted as soon as the VAD has judged audio up to their end while the utterance is open (speech, or
+the ``end_ms`` hangover before the VAD decides that speech ended). So every window goes out as soon as
+its last sample arrives: the first one ``window_s`` after the padded onset (``pad_ms`` before the
+first voiced frame), and an utterance's last one when the VAD decides its end; a window may hold up
+to ``end_ms - pad_ms`` of hangover after the utterance's padded end. The set of windows depends only
+on the audio, never on chunk sizes. Only the audio the next window (or the onset padding) can still
+need is kept, so memory stays bounded whatever the utterance length.
 """
 
 from __future__ import annotations
@@ -221,47 +219,23 @@ class Segmenter:
         self._fed_end = start
 
     def _process(self, samples: FloatArray, out: list[SegmentEvent]) -> None:
-        cut = self._deadline_cut(len(samples))
-        if cut is None:
-            self._judge(samples, out)
-        else:
-            self._judge(samples[:cut], out)
-            self._judge(samples[cut:], out)
-
-    def _deadline_cut(self, n: int) -> int | None:
-        """Where in the next ``n`` samples the VAD reaches the first-window deadline (the first frame
-        boundary at or after padded onset + ``window_s``), if it does and no window was emitted yet:
-        judging up to exactly there makes the early window independent of chunk sizes."""
-        if self._utt is None or self._utt_windows:
-            return None
-        frame = self.vad_cfg.frame_samples
-        pos = self._vad.position
-        deadline = pos + -(-(self._utt_start + self._win - pos) // frame) * frame
-        cut = deadline - self._fed_end
-        return cut if 0 < cut < n else None
-
-    def _judge(self, samples: FloatArray, out: list[SegmentEvent]) -> None:
         self._buf.append(samples)
         self._fed_end += len(samples)
         for ev in self._vad.feed(samples):
             if isinstance(ev, SpeechOnset):
                 self._open(ev.start_sample, out)
             else:
-                self._emit_windows(ev.end_sample, out)
-                self._close(ev.end_sample, out)
-        bound = self._vad.speech_end_bound
-        if self._utt is not None and bound is not None:
-            self._emit_windows(min(self._vad.position, bound), out)
-            early = not self._utt_windows and bound - self._utt_start >= self._min_seg
-            if early and self._vad.position >= self._utt_start + self._win:
-                self._window(self._utt_start, bound, out)  # speech paused: score what surely belongs
+                self._emit_windows(ev.decided_at, out)
+                self._close(ev.end_sample, ev.decided_at, out)
+        if self._utt is not None:
+            self._emit_windows(self._vad.position, out)
         self._trim()
 
     def _close_at_end(self, out: list[SegmentEvent]) -> None:
         ev = self._vad.flush(self._fed_end)
         if ev is not None and self._utt is not None:
-            self._emit_windows(ev.end_sample, out)
-            self._close(ev.end_sample, out)
+            self._emit_windows(ev.decided_at, out)
+            self._close(ev.end_sample, ev.decided_at, out)
 
     def _open(self, start: int, out: list[SegmentEvent]) -> None:
         self._utt = self._next_utt
@@ -297,17 +271,20 @@ class Segmenter:
         self._covered = end
         self.stats.windows += 1
 
-    def _close(self, end: int, out: list[SegmentEvent]) -> None:
+    def _close(self, end: int, decided: int, out: list[SegmentEvent]) -> None:
+        """Speech ended at ``end`` (padding included), as the VAD decided once it had judged audio up
+        to ``decided``. Speech not covered yet gets one last window that ends at ``decided``: that audio
+        is in hand now, so the window goes out without further delay (it holds at most
+        ``end_ms - pad_ms`` of the hangover after the padded end)."""
         assert self._utt is not None
         start = self._utt_start
         if self._utt_windows == 0:
             if end - start >= self._min_seg:
-                self._window(start, end, out)  # short utterance: scored whole, padded downstream
+                self._window(start, decided, out)  # short utterance: scored whole, padded downstream
             else:
                 self.stats.short_dropped += 1
         elif end - self._covered >= self._min_seg:
-            # the tail, with up to a full window of context
-            self._window(max(start, end - self._win), end, out)
+            self._window(max(start, decided - self._win), decided, out)  # the tail, with context
         out.append(
             UtteranceEnded(self.stream_id, self._utt, start, end, self.wall_at(end), self._utt_windows)
         )

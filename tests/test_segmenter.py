@@ -208,7 +208,7 @@ def _paused_burst() -> np.ndarray:
 PAUSE_VAD = VadConfig(end_ms=600)
 
 
-def test_first_window_never_waits_for_the_end_of_speech_verdict() -> None:
+def test_first_window_goes_out_at_its_end_even_while_the_end_of_speech_is_undecided() -> None:
     a = _paused_burst()
     seg = Segmenter("mic", PAUSE_VAD, WindowConfig())
     chunk = 160
@@ -219,16 +219,15 @@ def test_first_window_never_waits_for_the_end_of_speech_verdict() -> None:
         events += out
         if first is None and windows_of(out):
             first = windows_of(out)[0]
-            start = next(e for e in events if isinstance(e, UtteranceStarted)).start_sample
-            assert i + chunk < start + 2 * SR + FRAME + chunk  # at the deadline, not end_ms later
+            assert i + chunk < first.end_sample + FRAME + chunk  # as soon as its audio was judged
             assert not ends_of(events)  # the VAD had not decided the end yet
     events += seg.finish(T0 + len(a) / SR)
     assert first is not None
     (end,) = ends_of(events)
-    assert first.start_sample == end.start_sample
-    assert first.end_sample <= end.end_sample  # only audio that surely belongs to the utterance
-    assert first.end_sample - first.start_sample < 2 * SR
-    assert end.n_windows == 1 and windows_of(events) == [first]  # no tail window repeats it
+    assert (first.start_sample, first.end_sample) == (end.start_sample, end.start_sample + 2 * SR)
+    # it reaches into the hangover, never past the end verdict
+    assert end.end_sample < first.end_sample <= end.end_sample + PAUSE_VAD.end_ms * SR // 1000
+    assert end.n_windows == 1 and windows_of(events) == [first]  # speech covered: no tail window
 
 
 @pytest.mark.parametrize("chunk", [160, 481, 4000, 9000, 5 * SR])
@@ -247,9 +246,12 @@ def test_short_utterance_gets_exactly_one_whole_window() -> None:
     (end,) = ends_of(events)
     (w,) = windows_of(events)
     assert end.n_windows == 1
-    assert (w.start_sample, w.end_sample) == (end.start_sample, end.end_sample)
+    assert w.start_sample == end.start_sample
+    # it ends where the VAD decided the end: the padded end plus at most end_ms - pad_ms of hangover
+    vad = VadConfig()
+    assert end.end_sample <= w.end_sample <= end.end_sample + (vad.end_ms - vad.pad_ms) * SR // 1000 + FRAME
     assert 0.25 * SR <= len(w.samples) < 2 * SR
-    assert np.array_equal(w.samples, a[end.start_sample : end.end_sample])
+    assert np.array_equal(w.samples, a[w.start_sample : w.end_sample])
 
 
 def test_too_short_segment_is_dropped_and_counted() -> None:
@@ -294,7 +296,11 @@ def test_tail_window_inside_the_stream(vad: VadConfig) -> None:
             end.start_sample + k * SR // 2 + 2 * SR,
         )
     assert full[-1].end_sample <= end.end_sample - 0.25 * SR
-    assert (tail.start_sample, tail.end_sample) == (end.end_sample - 2 * SR, end.end_sample)
+    # the tail ends where the VAD decided the end (the padded end plus the rest of the hangover)
+    assert tail.end_sample - tail.start_sample == 2 * SR
+    assert (
+        end.end_sample <= tail.end_sample <= end.end_sample + (vad.end_ms - vad.pad_ms) * SR // 1000 + FRAME
+    )
 
 
 def test_long_utterance_memory_stays_bounded() -> None:
