@@ -302,3 +302,27 @@ def test_compare_runs_both_backends_on_the_same_files(bench_engine: Path) -> Non
     s = out["sustained_streams"]
     assert s["ours"] == out["ours"]["max_streams"] and s["research"] == out["research"]["max_streams"]
     assert s["ratio"] == (round(s["ours"] / s["research"], 2) if s["research"] else None)
+
+
+def test_engine_cost_times_ours_and_the_research_way_per_window(bench_engine: Path) -> None:
+    r = bench(
+        "--engine", str(bench_engine), "--engine-cost", "--threads", "1", "--max-batch", "4", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["engine"] == "bench-test 0.0.1" and out["batch"] == 4
+    for side, calls in (("ours", ("batch_1", "batch_4")), ("research", ("batch_1",))):
+        for call in calls:
+            fig = out[side]["threads_1"][call]
+            assert fig["cpu_ms_per_window"] > 0 and fig["wall_ms_per_window"] > 0
+
+
+def test_sweep_over_workers_reports_each_setting(bench_engine: Path) -> None:
+    r = bench(
+        "--engine", str(bench_engine), "--streams", "2", "--seconds", "2", "--threads", "1",
+        "--workers", "1", "2", "--p95-bound-ms", "10000", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    runs = json.loads(r.stdout)["runs"]
+    assert [run["batching"]["workers"] for run in runs] == [1, 2]
+    assert all(run["windows_scored"] > 0 and run["windows_dropped"] == 0 for run in runs)

@@ -152,6 +152,7 @@ def summarize(
         "pipeline_latency_ms": _stats(pipe),
         "onset_to_first_emotion_ms": {
             "p50": _ms(percentile(onset, 50)),
+            "p95": _ms(percentile(onset, 95)),
             "max": _ms(max(onset) if onset else None),
             "n": len(onset),
             "missed": missed,

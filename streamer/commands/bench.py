@@ -134,6 +134,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="spread stream starts over one chunk period (default: every stream's chunk arrives at once, "
         "the worst case)",
     )
+    p.add_argument(
+        "--engine-cost",
+        action="store_true",
+        help="time the engine alone instead: CPU and wall ms per window, ours (ONNX Runtime at batch 1 and "
+        "--max-batch) and the research way (PyTorch eager, batch 1), per --threads INTRA (default 1 and 2)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="do not call the engine once before measuring")
     p.add_argument("--mqtt", metavar="URL", help="use this broker (default: start mosquitto, else amqtt)")
     p.add_argument("--corpora", type=Path, metavar="DIR", help="corpora root (default: ../shared/corpora)")
@@ -176,6 +182,15 @@ def _line(r: dict[str, Any]) -> str:
     )
 
 
+def _engine_cost(args: argparse.Namespace, engine: str | None) -> int:
+    from streamer.bench.enginecost import engine_cost
+
+    threads = sorted({t for t, _ in args.threads if t is not None}) if args.threads else [1, 2]
+    result = engine_cost(Path(engine) if engine else None, threads=threads, batch=args.max_batch[0])
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from engines import EngineError
     from streamer.bench.audio import BenchAudioError
@@ -185,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         engine = _engine_path(args)
+        if args.engine_cost:
+            return _engine_cost(args, engine)
         req = BenchRequest(
             streams=args.streams,
             seconds=args.seconds,
