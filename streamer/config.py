@@ -77,7 +77,8 @@ class InferenceSection:
         default=1, metadata=_m("engine calls run at once (threads); see engine threads", 1, 64)
     )
     max_in_flight: int = field(default=64, metadata=_m("per-stream events awaiting scores (backpressure)", 1))
-    chunk_ms: float = field(default=100.0, metadata=_m("audio chunk size read from sources", 10, 1000))
+    # 50 ms: a window waits on average half a chunk for its last sample to arrive (bench: window-end latency)
+    chunk_ms: float = field(default=50.0, metadata=_m("audio chunk size read from sources", 10, 1000))
 
 
 @dataclass(frozen=True)

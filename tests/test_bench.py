@@ -127,7 +127,7 @@ def test_find_max_on_a_tiny_budget(bench_engine: Path) -> None:
     printed = [json.loads(ln) for ln in r.stderr.splitlines() if ln.startswith("{")]
     assert len(printed) == len(trials)
     assert out["max_streams"] in (0, 1, 2)
-    assert out["bound"] == {"p95_ms": 10000.0, "on": "pipeline"}
+    assert out["bound"] == {"p95_ms": 10000.0, "on": "window-end"}
 
 
 def test_user_errors_are_one_line(tmp_path: Path, bench_engine: Path) -> None:

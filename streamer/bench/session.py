@@ -41,7 +41,7 @@ class BenchRequest:
     max_streams: int = 256
     resolution: float = 0.1
     p95_bound_ms: float = 150.0
-    bound_on: str = "pipeline"
+    bound_on: str = "window-end"
     mqtt_url: str | None = None
     corpora: Path | None = None
     workdir: Path | None = None

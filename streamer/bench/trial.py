@@ -37,7 +37,7 @@ class TrialSpec:
     max_wait_ms: float = 20.0
     max_pending: int = 256
     workers: int = 1
-    chunk_ms: float = 100.0
+    chunk_ms: float = 50.0
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     prefix: str = "emotrack-bench"
     log_dir: str = "emotrack-bench-logs"

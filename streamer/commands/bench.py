@@ -91,9 +91,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--bound-on",
         choices=["pipeline", "window-end"],
-        default="pipeline",
-        help="what the bound limits: latency the pipeline adds after the completing audio arrived "
-        "(default), or latency from the window's end (adds chunking and the VAD's end-of-speech wait)",
+        default="window-end",
+        help="what the bound limits: latency from the window's end in audio time (default: the issue's "
+        "definition; holds the wait for the rest of the source chunk), or only what the pipeline adds "
+        "after the completing chunk arrived",
     )
     p.add_argument(
         "--threads",
@@ -127,7 +128,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="engine calls at once (our way; the research way always makes one at a time)",
     )
     p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
-    p.add_argument("--chunk-ms", type=_nonneg_float, default=100.0, metavar="MS", help="source chunk size")
+    p.add_argument(
+        "--chunk-ms",
+        type=_nonneg_float,
+        default=50.0,
+        metavar="MS",
+        help="source chunk size (the daemon default)",
+    )
     p.add_argument(
         "--stagger",
         action="store_true",
