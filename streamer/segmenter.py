@@ -32,10 +32,14 @@ _SLICE = SAMPLE_RATE // 4  # big chunks are processed in slices of this many sam
 
 
 class _WindowSpec(Protocol):
-    window_s: float
-    hop_s: float
-    min_window_s: float
-    max_window_s: float
+    @property
+    def window_s(self) -> float: ...
+    @property
+    def hop_s(self) -> float: ...
+    @property
+    def min_window_s(self) -> float: ...
+    @property
+    def max_window_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,39 @@ def test_manifest_validates_and_states_its_provenance() -> None:
     assert (ENGINE / "model.onnx").stat().st_size < 8 * 1024 * 1024  # a few MB at most
 
 
+def test_validation_figures_are_consistent() -> None:
+    """A cross-validation ensemble's validation figure pools its members' folds: every fold is listed, the
+    folds add up to the pooled n, and the pooled UA met the recorded selection threshold."""
+    metrics = read_manifest(ENGINE).provenance.metrics
+    assert "19-24" not in metrics["validation_set"]
+    folds = metrics.get("validation_folds")
+    if folds is None:
+        return
+    assert len(folds) == len(metrics["members"]) and sorted(folds) == sorted(metrics["members"])
+    assert sum(f["n"] for f in folds.values()) == metrics["validation"]["n"]
+    actors = sorted(a for f in folds.values() for a in f["actors"])
+    assert actors == list(range(1, 19))  # every development actor validated exactly once
+    assert metrics["validation"]["ua"] >= metrics.get("selection_threshold_val_ua", 0.0)
+
+
+def test_torch_copy_matches_the_onnx_model(speech_wav: Path) -> None:
+    """The shipped PyTorch copy (for `emotrack bench --backend torch`) is the same model as model.onnx."""
+    torch = pytest.importorskip("torch", reason="the PyTorch copy needs torch (the train extra)")
+    from training.torch_copy import has_torch_copy, load_torch_copy
+
+    if not has_torch_copy(ENGINE):
+        pytest.skip("engines/default has no PyTorch copy")
+    torch.set_num_threads(1)
+    x, _ = sf.read(speech_wav, dtype="float32")
+    batch = np.stack([x[16000:48000], x[20000:52000]])
+    res = load_engine(ENGINE, backend="onnxruntime-cpu", intra_op_threads=1).infer(batch)
+    with torch.inference_mode():
+        logits, vad = load_torch_copy(ENGINE)(torch.from_numpy(batch))
+    assert res.logits is not None and res.vad is not None
+    np.testing.assert_allclose(res.logits, logits.numpy(), atol=1e-3)
+    np.testing.assert_allclose(res.vad, vad.numpy(), atol=1e-3)
+
+
 def test_engine_loads_with_checksum_and_scores_speech(speech_wav: Path) -> None:
     engine = load_engine(ENGINE, backend="onnxruntime-cpu", intra_op_threads=1)
     x, sr = sf.read(speech_wav, dtype="float32")

@@ -2,9 +2,13 @@
 
 `python -m training.engine_select RUN [RUN ...]` scores each run's best checkpoint, and their mean ensemble,
 on the runs' validation speakers (the default split: RAVDESS actors 16-18) and never touches the test
-speakers. `--export DIR` exports the named runs (one run, or several as one in-graph `MeanEnsemble`) through
-the pipeline's export (parity check, sha256), then adds the held-out test figures (RAVDESS 19-24, the shared
-evaluator), the selection rule, the baseline figures and the measured CPU cost per window to engine.json.
+speakers. Runs trained with `--split devfold:K:FOLD` (one per fold) are a cross-validation ensemble: each
+member is scored on its own fold and the pooled out-of-fold figures (all of RAVDESS 1-18) stand for the
+ensemble (`training.cv_ensemble`). `--export DIR` exports the named runs (one run, or several as one in-graph
+`MeanEnsemble`) through the pipeline's export (parity check, sha256) with its PyTorch copy (`DIR/torch/`),
+and, only if the validation UA reaches `--min-val-ua`, adds the held-out test figures (RAVDESS 19-24, the
+shared evaluator), the selection rule, the baseline figures and the measured CPU cost per window to
+engine.json.
 """
 
 from __future__ import annotations
@@ -19,18 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoints import load_checkpoint_model, read_checkpoint_meta, resolve_checkpoint
+from training.checkpoints import load_checkpoint_model
+from training.cv_ensemble import CVError, cv_members, describe_cv, out_of_fold, run_data
 from training.data.dataset import AudioDataset
 from training.models.base import EmotionModel
 from training.models.ensemble import MeanEnsemble
-from training.pipeline import DataOptions, load_data
+from training.pipeline import load_data
 from training.validation import validate
-
-
-def run_data(run: Path) -> DataOptions:
-    """The data options a run was trained with (from its checkpoint metadata)."""
-    meta = read_checkpoint_meta(resolve_checkpoint(run))
-    return DataOptions(**meta["train_config"]["extra"]["data"])
 
 
 def load_runs(runs: list[Path]) -> EmotionModel:
@@ -40,7 +39,12 @@ def load_runs(runs: list[Path]) -> EmotionModel:
 
 
 def validation_scores(runs: list[Path], select_labels: list[str] | None = None) -> dict[str, Any]:
-    """Validation metrics of each run and of the ensemble of all of them (validation speakers only)."""
+    """Validation metrics of each run and of the ensemble of all of them (validation speakers only); for a
+    CV ensemble, each member on its own fold and the pooled out-of-fold figures (under "ensemble")."""
+    members = cv_members(runs)
+    if members is not None:
+        oof = out_of_fold(members)
+        return {**oof["folds"], "ensemble": oof["pooled"]}
     split, labels = load_data(run_data(runs[0]), seed=0)
     val_ds = AudioDataset(split.val, labels, seed=0)
     out: dict[str, Any] = {"validation_speakers": sorted({u.speaker for u in split.val})}
@@ -84,13 +88,29 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
         git_revision,
         write_provenance_metrics,
     )
+    from training.torch_copy import save_torch_copy
 
     data = run_data(runs[0])
     split, _labels = load_data(data, seed=0)
+    members = cv_members(runs)
     model = load_runs(runs)
-    val = validation_scores(runs)["ensemble" if len(runs) > 1 else str(runs[0])]
-    provenance = {
+    scores = validation_scores(runs)
+    val = scores["ensemble" if len(runs) > 1 else str(runs[0])]
+    texts = {
         "training_data": describe_training_data(data, split.speakers()),
+        "validation_set": f"{data.split} split validation: {', '.join(split.speakers()['val'])}",
+    }
+    if members is not None:
+        texts = describe_cv(members, split.speakers(), data)
+    elif data.split == "default":
+        texts["validation_set"] = "RAVDESS actors 16-18"
+    if args.min_val_ua is not None and val["ua"] < args.min_val_ua:
+        raise SystemExit(
+            f"engine_select: validation UA {val['ua']:.4f} < --min-val-ua {args.min_val_ua}: not exported, "
+            "test speakers not evaluated"
+        )
+    provenance = {
+        "training_data": texts["training_data"],
         "code_version": git_revision(),
         "license": LICENCE_NOTE,
         "metrics": {},
@@ -101,11 +121,14 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
     )
     if not parity.passed:
         raise SystemExit(f"engine_select: export parity failed: {parity}")
+    save_torch_copy(model, engine_dir)
     ravdess = corpus_root(data, "ravdess")
     if ravdess is None:
         raise SystemExit("engine_select: the runs were not trained with a ravdess corpus")
-    figures = default_engine_metrics(engine_dir, ravdess, val)
+    figures = default_engine_metrics(engine_dir, ravdess, val, texts["validation_set"])
     figures["selection"] = args.selection
+    if args.min_val_ua is not None:
+        figures["selection_threshold_val_ua"] = args.min_val_ua
     if args.baseline_from is not None:
         figures["baseline"] = read_manifest(args.baseline_from).provenance.metrics.get("baseline")
     figures["cpu_ms_per_2s_window"] = {
@@ -113,6 +136,10 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
         "batch_1": round(cpu_ms_per_window(engine_dir / "model.onnx", 1), 2),
     }
     figures["members"] = [str(r) for r in runs]
+    if members is not None:
+        figures["validation_folds"] = {
+            str(m.run): {k: scores[str(m.run)][k] for k in ("actors", "n", "ua", "wa")} for m in members
+        }
     write_provenance_metrics(engine_dir, figures)
     return figures
 
@@ -126,16 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--selection", default="", help="the selection rule, for engine.json")
     p.add_argument("--command", default="", help="the full command chain, for engine.json")
     p.add_argument("--baseline-from", type=Path, help="engine dir whose recorded baseline figures to copy")
+    p.add_argument(
+        "--min-val-ua",
+        type=float,
+        help="the decision rule: export and evaluate on test only if the validation (pooled OOF) UA >= this",
+    )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export is None:
-        scores = validation_scores(args.runs)
-        keys = ("n", "ua", "wa", "macro_f1", "ccc_mean")
+        try:
+            scores = validation_scores(args.runs)
+        except CVError as e:
+            raise SystemExit(f"engine_select: {e}") from None
+        keys = ("actors", "n", "ua", "wa", "macro_f1", "ccc_mean")
         for name, m in scores.items():
             print(name, json.dumps(m if isinstance(m, list) else {k: m.get(k) for k in keys}))
         return 0
-    figures = export_choice(args.runs, args.export, args)
+    try:
+        figures = export_choice(args.runs, args.export, args)
+    except CVError as e:
+        raise SystemExit(f"engine_select: {e}") from None
     print(json.dumps(figures, indent=2, default=str))
     return 0
 

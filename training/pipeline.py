@@ -19,7 +19,14 @@ from training.data.augment import Augmenter
 from training.data.corpora import CorpusError, parse_corpus_specs
 from training.data.dataset import AudioDataset, select_labels
 from training.data.labels import category_vad, resolve_label_set
-from training.data.splits import Split, default_split, fraction_by_speaker, kfold_by_speaker, speakers_out
+from training.data.splits import (
+    Split,
+    default_split,
+    devfold_split,
+    fraction_by_speaker,
+    kfold_by_speaker,
+    speakers_out,
+)
 from training.data.types import Utterance
 from training.models import build_model
 from training.models.base import EmotionModel, ModelError
@@ -37,7 +44,7 @@ class DataOptions:
     corpora: list[str] = field(default_factory=list)  # NAME=PATH
     labels: str = "4"
     merge_calm: bool = True  # RAVDESS calm counts as neutral (with its own calm V/A/D target)
-    split: str = "default"  # default | kfold:K:FOLD | speakers=ID,ID (held out as test)
+    split: str = "default"  # default | devfold:K:FOLD | kfold:K:FOLD | speakers=ID,ID (held out as test)
     fraction: float | None = None  # keep only this fraction of the training speakers
     crop_s: float = 2.0
     augment: bool = True
@@ -77,6 +84,12 @@ def make_split(utts: list[Utterance], opts: DataOptions, seed: int) -> Split:
     """Train/val/test by speaker. Validation speakers always come from outside the test set."""
     if opts.split == "default":
         split = default_split(utts)
+    elif opts.split.startswith("devfold:"):
+        try:
+            _, k, fold = opts.split.split(":")
+            split = devfold_split(utts, int(k), int(fold))
+        except ValueError as e:
+            raise CorpusError(f"bad --split {opts.split!r}: {e}") from None
     elif opts.split.startswith("kfold:"):
         try:
             _, k, fold = opts.split.split(":")
@@ -91,7 +104,9 @@ def make_split(utts: list[Utterance], opts: DataOptions, seed: int) -> Split:
         train_part, val = fraction_by_speaker(rest, 0.15, seed)
         split = Split(train_part, val, test)
     else:
-        raise CorpusError(f"unknown --split {opts.split!r}: use default, kfold:K:FOLD or speakers=ID,ID")
+        raise CorpusError(
+            f"unknown --split {opts.split!r}: use default, devfold:K:FOLD, kfold:K:FOLD or speakers=ID,ID"
+        )
     if opts.fraction is not None:
         if not 0.0 < opts.fraction <= 1.0:
             raise CorpusError(f"--fraction must be in (0, 1], got {opts.fraction}")
@@ -173,7 +188,9 @@ def run_training(
         "best_epoch": result.best_epoch,
         "val": validate(model, val_ds, cfg.select_labels),
     }
-    if len(test_ds):
+    if len(test_ds) and not data.split.startswith("devfold:"):
+        # a devfold run is one member of a cross-validation ensemble: only the ensemble, chosen on the pooled
+        # out-of-fold validation, is ever scored on the test speakers, so members are never judged on them
         metrics["test"] = validate(model, test_ds, cfg.select_labels)
     (Path(cfg.out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return model, result, metrics
@@ -259,7 +276,12 @@ def corpus_root(data: DataOptions, name: str) -> Path | None:
     return None
 
 
-def default_engine_metrics(engine_dir: Path, ravdess_root: Path, val: dict[str, Any]) -> dict[str, Any]:
+def default_engine_metrics(
+    engine_dir: Path,
+    ravdess_root: Path,
+    val: dict[str, Any],
+    validation_set: str = "RAVDESS actors 16-18",
+) -> dict[str, Any]:
     """Provenance figures of an engine trained on the default split: the exported ONNX engine evaluated on
     RAVDESS actors 19-24 (four classes; calm excluded as in the usual protocol) with the shared evaluator,
     so `emotrack evaluate` reproduces them; plus the validation figures that chose the checkpoint."""
@@ -276,7 +298,7 @@ def default_engine_metrics(engine_dir: Path, ravdess_root: Path, val: dict[str, 
         "recall_4": four.recall,
         "ccc": four.ccc,
         "validation": {k: v for k, v in val.items() if k in ("ua", "wa", "ccc_mean", "n")},
-        "validation_set": "RAVDESS actors 16-18",
+        "validation_set": validation_set,
     }
     return metrics
 

@@ -24,13 +24,12 @@ FORMAT_VERSION = 1
 
 def registry_name(model: nn.Module) -> str:
     """The ``build_model`` name of ``model``'s class (the registry maps names to modules)."""
-    from training.models import _REGISTRY
+    from training.models import ModelError, registered_name
 
-    module = type(model).__module__
-    for name, (mod, _) in _REGISTRY.items():
-        if mod == module:
-            return name
-    raise EngineError(f"{type(model).__name__}: not a registered model (training.models), cannot save a copy")
+    try:
+        return registered_name(model)
+    except ModelError as exc:
+        raise EngineError(f"{exc}, cannot save a copy") from None
 
 
 def save_torch_copy(

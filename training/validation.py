@@ -32,6 +32,13 @@ def torch_scorer(model: EmotionModel) -> Scorer:
     return score
 
 
+def pad_clip(x: np.ndarray, min_samples: int = 8000) -> np.ndarray:
+    """A clip shorter than `min_samples` repeated up to it (the engine's minimum window, and its padding)."""
+    if 0 < len(x) < min_samples:
+        return np.tile(x, -(-min_samples // len(x)))[:min_samples]
+    return x
+
+
 def score_dataset(
     score: Scorer,
     ds: AudioDataset,
@@ -53,10 +60,7 @@ def score_dataset(
     vad_true: list[tuple[float, float, float]] = []
     vad_pred: list[np.ndarray] = []
     for i in range(len(ds)):
-        x = ds.audio(i)
-        if 0 < len(x) < min_samples:
-            x = np.tile(x, -(-min_samples // len(x)))[:min_samples]
-        logits, vad = score(x)
+        logits, vad = score(pad_clip(ds.audio(i), min_samples))
         target = ds.targets[i]
         if logits is not None and target >= 0:
             y_true.append(target)

@@ -111,6 +111,28 @@ def default_split(
     return split
 
 
+DEV_ACTORS: tuple[int, ...] = tuple(a for a in range(1, 25) if a not in DEFAULT_TEST_ACTORS)
+
+
+def devfold_actors(k: int, fold: int) -> tuple[int, ...]:
+    """RAVDESS actors of validation fold `fold` of `k` over the non-test actors 1-18: consecutive blocks
+    (K=6: 1-3, 4-6, ..., 16-18), so with RAVDESS's odd-male/even-female numbering every fold holds both
+    genders, and fold K-1 of K=6 is the default validation set (16-18)."""
+    if not 2 <= k <= len(DEV_ACTORS) // 2 or not 0 <= fold < k:
+        raise SplitError(
+            f"bad devfold request: k={k}, fold={fold} (need 2 <= k <= {len(DEV_ACTORS) // 2}, 0 <= fold < k)"
+        )
+    bounds = [round(i * len(DEV_ACTORS) / k) for i in range(k + 1)]
+    return DEV_ACTORS[bounds[fold] : bounds[fold + 1]]
+
+
+def devfold_split(utts: list[Utterance], k: int, fold: int) -> Split:
+    """Cross-validation over the development actors: test = the default split's test set (RAVDESS 19-24),
+    val = fold `fold` of `k` over RAVDESS 1-18, train = the other RAVDESS 1-18 actors plus every other
+    corpus. K members, one per fold, together use all 18 actors for training and all for validation."""
+    return default_split(utts, val_actors=devfold_actors(k, fold))
+
+
 def parse_split(spec: str, utts: list[Utterance]) -> list[Utterance]:
     """The utterances a CLI `--split` names: `default-test`, `default-val`, `all` or `speakers=ID,ID,...`
     (speaker ids as the readers give them, e.g. ravdess_19, or bare RAVDESS actor numbers)."""

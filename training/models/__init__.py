@@ -15,9 +15,12 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hump-cat": ("training.models.hump_cat", "build"),
     "vad-fusion": ("training.models.vad_fusion", "build"),
     "wavfusion": ("training.models.wavfusion", "build"),
+    # not trainable: rebuilt from its members' names and configs (engines' PyTorch copies of ensembles)
+    "mean-ensemble": ("training.models.ensemble", "build"),
 }
 
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+# the models `train --model` can train (an ensemble is built from trained members, never trained itself)
+MODEL_NAMES: tuple[str, ...] = tuple(n for n in _REGISTRY if n != "mean-ensemble")
 
 
 def build_model(name: str, config: dict[str, Any] | None, labels: Sequence[str]) -> EmotionModel:
@@ -38,4 +41,13 @@ def build_model(name: str, config: dict[str, Any] | None, labels: Sequence[str])
     return model
 
 
-__all__ = ["MODEL_NAMES", "EmotionModel", "ModelError", "build_model"]
+def registered_name(model: object) -> str:
+    """The `build_model` name of `model`'s class, found by its module (one registered model per module)."""
+    module = type(model).__module__
+    for name, (mod, _) in _REGISTRY.items():
+        if mod == module:
+            return name
+    raise ModelError(f"{type(model).__name__}: not a registered model (training.models)")
+
+
+__all__ = ["MODEL_NAMES", "EmotionModel", "ModelError", "build_model", "registered_name"]

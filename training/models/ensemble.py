@@ -5,13 +5,16 @@ contract (one model.onnx, one forward per batch) and lets ONNX Runtime schedule 
 Logits are the mean of the members' log-probabilities (a normalised geometric mean of their probabilities,
 so the engine's softmax gives a proper distribution); V/A/D is the mean of the members' V/A/D.
 `realtime` members with one front end share its log-mel and prosody features (computed once).
-Not trainable through the registry: members are trained as usual and combined for export and evaluation.
+Not trainable: members are trained as usual and combined for export and evaluation. The config names each
+member's registry model and config, so `build_model("mean-ensemble", config, labels)` rebuilds the graph
+(an engine's PyTorch copy, `training.torch_copy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +36,9 @@ class MeanEnsemble(EmotionModel):
                 first.has_vad,
             ):
                 raise ModelError("ensemble members must share labels and outputs")
-        config = {"members": [m.config_dict() for m in members]}
+        from training.models import registered_name
+
+        config = {"members": [{"model": registered_name(m), "config": m.config_dict()} for m in members]}
         super().__init__(list(first.labels), config, has_logits=first.has_logits, has_vad=first.has_vad)
         self.members = nn.ModuleList(members)
 
@@ -56,6 +61,21 @@ class MeanEnsemble(EmotionModel):
         logits = torch.stack([torch.log_softmax(lo, dim=-1) for lo, _ in outs]).mean(dim=0)
         vad = torch.stack([v for _, v in outs]).mean(dim=0)
         return logits, vad
+
+
+def build(config: dict[str, Any], labels: list[str]) -> MeanEnsemble:
+    """Registry factory: an (untrained) ensemble from `{"members": [{"model": NAME, "config": {...}}]}`."""
+    from training.models import build_model
+
+    specs = config.get("members")
+    if not isinstance(specs, list) or not specs:
+        raise ModelError("mean-ensemble config needs a non-empty 'members' list")
+    members = []
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("model"), str):
+            raise ModelError("each mean-ensemble member needs a 'model' name and a 'config'")
+        members.append(build_model(spec["model"], spec.get("config") or {}, labels))
+    return MeanEnsemble(members)
 
 
 def load_ensemble(checkpoints: Sequence[Path | str]) -> MeanEnsemble:
