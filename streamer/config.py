@@ -49,6 +49,14 @@ class EngineSection:
     inter_op_threads: int | None = field(default=None, metadata=_m("threads across ops", 1, 256))
 
 
+def engine_threads(intra_op_threads: int | None, workers: int, cpus: int | None = None) -> int | None:
+    """The intra-op threads each engine call gets: as configured, else the CPU cores shared among the
+    ``workers`` calls that run at once (None, the runtime's own default, for a single worker)."""
+    if intra_op_threads is not None or workers <= 1:
+        return intra_op_threads
+    return max(1, (cpus if cpus is not None else os.cpu_count() or 1) // workers)
+
+
 @dataclass(frozen=True)
 class SourceSection:
     spec: str = field(metadata=_m("file:PATH | mic:NAME|INDEX | stdin | tcp://HOST:PORT | unix:PATH"))
@@ -70,11 +78,15 @@ class WindowsSection:
 
 @dataclass(frozen=True)
 class InferenceSection:
-    max_batch: int = field(default=32, metadata=_m("windows per engine call", 1, 4096))
-    max_wait_ms: float = field(default=20.0, metadata=_m("wait to fill a batch", 0, 10000))
+    # Defaults for the bundled engine on CPU, from `emotrack bench`: ONNX Runtime costs the same per window
+    # at batch 1 and 32, so big batches only add latency, and two calls at once use two cores. A GPU
+    # engine (TensorRT) wants bigger batches and a few ms of max_wait_ms.
+    max_batch: int = field(default=8, metadata=_m("windows per engine call", 1, 4096))
+    max_wait_ms: float = field(default=0.0, metadata=_m("wait to fill a batch", 0, 10000))
     max_pending: int = field(default=256, metadata=_m("queued windows before the oldest is dropped", 1))
     workers: int = field(
-        default=1, metadata=_m("engine calls run at once (threads); see engine threads", 1, 64)
+        default=2,
+        metadata=_m("engine calls at once; unset engine.intra_op_threads = CPU cores / workers", 1, 64),
     )
     max_in_flight: int = field(default=64, metadata=_m("per-stream events awaiting scores (backpressure)", 1))
     # 50 ms: a window waits on average half a chunk for its last sample to arrive (bench: window-end latency)

@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 async def load_configured_engine(cfg: EmotrackConfig) -> Any:
     """Load (and verify) the configured engine off the event loop; EngineError on any problem."""
     from engines import load_engine
+    from streamer.config import engine_threads
 
     e = cfg.engine
     return await asyncio.to_thread(
         load_engine,
         e.path,
         backend=e.backend,
-        intra_op_threads=e.intra_op_threads,
+        intra_op_threads=engine_threads(e.intra_op_threads, cfg.inference.workers),
         inter_op_threads=e.inter_op_threads,
     )
 

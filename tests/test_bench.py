@@ -108,7 +108,7 @@ def test_quick_bench_prints_one_json_object(bench_engine: Path, backend: str) ->
     assert out["peak_rss_mb"] > 10
     assert out["engine"]["name"] == "bench-test"
     assert out["engine"]["backend"] == ("torch-eager" if backend == "torch" else "onnxruntime-cpu")
-    assert out["batching"]["max_batch"] == (1 if backend == "torch" else 32)
+    assert out["batching"]["max_batch"] == (1 if backend == "torch" else 8)
     assert out["threads"]["intra_op"] == 1 and out["stagger"] == (backend == "torch")
     assert out["machine"]["cores"] >= 1
 

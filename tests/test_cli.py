@@ -45,7 +45,7 @@ def test_version_and_defaults() -> None:
     r = emotrack("config", "--defaults")
     assert r.returncode == 0
     table = tomllib.loads(r.stdout)
-    assert table["inference"]["max_batch"] == 32
+    assert table["inference"]["max_batch"] == 8
     r = emotrack("config", "--check", str(REPO / "systemd" / "emotrack.toml"))
     assert r.returncode == 0 and "ok" in r.stdout
 

@@ -20,9 +20,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults() -> None:
     cfg = load_config(environ={})
-    assert cfg.inference.max_batch == 32
-    assert cfg.inference.max_wait_ms == 20.0
+    assert cfg.inference.max_batch == 8
+    assert cfg.inference.max_wait_ms == 0.0
     assert cfg.inference.max_pending == 256
+    assert cfg.inference.workers == 2
     assert cfg.stdout == "off"
     assert cfg.embedded_broker
     assert cfg.sources == ()

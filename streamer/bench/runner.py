@@ -41,10 +41,10 @@ class Settings:
     backend: str = "onnxruntime"  # "onnxruntime" (ours: batched) | "torch" (research way: batch 1)
     intra_threads: int | None = None
     inter_threads: int | None = None
-    max_batch: int = 32
-    max_wait_ms: float = 20.0
+    max_batch: int = 8  # the daemon's defaults (streamer.config.InferenceSection)
+    max_wait_ms: float = 0.0
     max_pending: int = 256
-    workers: int = 1
+    workers: int = 2
     chunk_ms: float = 50.0
     warmup: bool = True
     stagger: bool = False  # streams' chunks arrive spread over a chunk period (default: all at once)

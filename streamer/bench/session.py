@@ -33,9 +33,9 @@ class BenchRequest:
     seconds: float = 20.0
     base: Settings = field(default_factory=Settings)
     threads: Sequence[tuple[int | None, int | None]] = ((None, None),)
-    max_batch: Sequence[int] = (32,)
-    max_wait_ms: Sequence[float] = (20.0,)
-    workers: Sequence[int] = (1,)
+    max_batch: Sequence[int] = (8,)
+    max_wait_ms: Sequence[float] = (0.0,)
+    workers: Sequence[int] = (2,)
     find_max: bool = False
     compare: bool = False
     max_streams: int = 256

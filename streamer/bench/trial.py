@@ -33,10 +33,10 @@ class TrialSpec:
     backend: str = "onnxruntime"
     intra_threads: int | None = None
     inter_threads: int | None = None
-    max_batch: int = 32
-    max_wait_ms: float = 20.0
+    max_batch: int = 8
+    max_wait_ms: float = 0.0
     max_pending: int = 256
-    workers: int = 1
+    workers: int = 2
     chunk_ms: float = 50.0
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     prefix: str = "emotrack-bench"
@@ -118,11 +118,12 @@ def load(spec: TrialSpec) -> Any:
         path = Path(spec.engine) if spec.engine else default_engine_path()
         return load_torch_engine(path, spec.intra_threads, spec.inter_threads)
     from engines import load_engine
+    from streamer.config import engine_threads
 
     return load_engine(
         spec.engine,
         backend="onnxruntime-cpu",
-        intra_op_threads=spec.intra_threads,
+        intra_op_threads=engine_threads(spec.intra_threads, spec.workers),
         inter_op_threads=spec.inter_threads,
     )
 

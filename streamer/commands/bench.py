@@ -107,25 +107,25 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--max-batch",
         type=_positive_int,
         nargs="+",
-        default=[32],
+        default=[8],
         metavar="N",
-        help="windows per engine call",
+        help="windows per engine call (default: the daemon's)",
     )
     p.add_argument(
         "--max-wait-ms",
         type=_nonneg_float,
         nargs="+",
-        default=[20.0],
+        default=[0.0],
         metavar="MS",
-        help="wait for a batch to fill",
+        help="wait for a batch to fill (default: the daemon's)",
     )
     p.add_argument(
         "--workers",
         type=_positive_int,
         nargs="+",
-        default=[1],
+        default=[2],
         metavar="N",
-        help="engine calls at once (our way; the research way always makes one at a time)",
+        help="engine calls at once, ours (default: the daemon's); the research way makes one at a time",
     )
     p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
     p.add_argument(
