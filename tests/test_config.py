@@ -120,7 +120,7 @@ def test_defaults_toml_round_trips() -> None:
     text = defaults_toml()
     table = tomllib.loads(text)
     assert set(table) >= {"engine", "vad", "windows", "inference", "smoothing", "mqtt", "logs", "daemon"}
-    assert table["inference"]["max_batch"] == 32
+    assert table["inference"]["max_batch"] == 8
     assert "# url =" in text  # None defaults are listed, commented out
     from streamer.config import apply_table
 
