@@ -364,6 +364,7 @@ class Daemon:
             "batches": b.batches,
             "engine_calls": b.calls,
             "max_batch_seen": b.max_batch_seen,
+            "workers": self.batcher.workers,
             "pending": self.batcher.pending,
             "records": self.records,
             "sink_errors": self.sink_errors,
