@@ -9,6 +9,7 @@ eagerly, one window per call, at each thread count given.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Sequence
@@ -67,7 +68,9 @@ def engine_cost(
             "batch_1": _time_calls(eng, audio[:1], repeats),
             f"batch_{batch}": _time_calls(eng, audio, max(3, repeats // 4)),
         }
-    if (path / "torch" / "config.json").is_file():
+    if importlib.util.find_spec("torch") is None:
+        out["research"] = "not measured: PyTorch is not installed (pip install 'emotrack[train]')"
+    elif (path / "torch" / "config.json").is_file():
         import torch
 
         from streamer.bench.engines import load_torch_engine

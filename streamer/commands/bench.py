@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -170,6 +171,11 @@ def _engine_path(args: argparse.Namespace) -> str | None:
     if not (path / "engine.json").is_file():
         hint = " (no default engine is bundled yet: pass --engine DIR or --standin realtime)"
         raise EngineError(f"{path}: not an engine directory{'' if args.engine else hint}")
+    if (args.backend == "torch" or args.compare) and importlib.util.find_spec("torch") is None:
+        raise EngineError(
+            "the research way (--backend torch, --compare) runs the model in PyTorch, which is not "
+            "installed: pip install 'emotrack[train]'"
+        )
     if (args.backend == "torch" or args.compare) and not (path / "torch" / "config.json").is_file():
         raise EngineError(
             f"{path / 'torch' / 'config.json'}: not found (--backend torch/--compare need the engine's "
