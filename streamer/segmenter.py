@@ -169,7 +169,6 @@ class Segmenter:
         self._utt: int | None = None  # open utterance id
         self._utt_start = 0
         self._utt_windows = 0
-        self._covered = 0  # end of the open utterance's latest window
 
     @property
     def in_utterance(self) -> bool:
@@ -272,7 +271,6 @@ class Segmenter:
         )
         self._next_window += 1
         self._utt_windows += 1
-        self._covered = end
         self.stats.windows += 1
 
     def _close(self, end: int, decided: int, out: list[SegmentEvent]) -> None:
@@ -287,8 +285,9 @@ class Segmenter:
                 self._window(start, decided, out)  # short utterance: scored whole, padded downstream
             else:
                 self.stats.short_dropped += 1
-        elif end - self._covered >= self._min_seg:
-            self._window(max(start, decided - self._win), decided, out)  # the tail, with context
+        elif end - (start + (self._utt_windows - 1) * self._hop + self._win) >= self._min_seg:
+            # the tail, with a full window of context (a full window exists, so decided >= start + win)
+            self._window(decided - self._win, decided, out)
         out.append(
             UtteranceEnded(self.stream_id, self._utt, start, end, self.wall_at(end), self._utt_windows)
         )

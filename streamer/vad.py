@@ -214,14 +214,6 @@ class VoiceActivity:
     def in_speech(self) -> bool:
         return self._in_speech
 
-    @property
-    def speech_end_bound(self) -> int | None:
-        """While in speech: where it would end if the audio judged so far were its last voiced
-        audio. The final end is never earlier, so audio before this bound surely belongs to it."""
-        if not self._in_speech:
-            return None
-        return self._last_voiced_end + min(self.cfg.pad_samples, self.cfg.end_frames * self._frame)
-
     def feed(self, samples: FloatArray) -> list[VadEvent]:
         """Judge every full frame now available; returns onsets/offsets in order."""
         if len(self._pending):

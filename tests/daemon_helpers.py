@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures_mqtt import Subscriber
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -74,3 +76,25 @@ def read_logs(directory: Path) -> dict[str, list[dict[str, Any]]]:
 def window_seqs(payloads: Sequence[dict[str, Any]]) -> list[int]:
     """Seqs of distinct window records (at-least-once delivery may repeat one)."""
     return sorted({p["seq"] for p in payloads if p.get("type") == "window"})
+
+
+def base_args(engine: Path, logs: Path, *more: str) -> list[str]:
+    """`emotrack run` on `engine` with one intra-op thread, logging to `logs`, plus `more`."""
+    return ["run", "--engine", str(engine), "--threads", "1", "--log-dir", str(logs), *more]
+
+
+def payloads(sub: Subscriber, suffix: str) -> list[dict[str, Any]]:
+    return [m.json() for m in sub.on(suffix)]
+
+
+def log_windows(logs: Path, stream: str) -> list[dict[str, Any]]:
+    return [x for x in read_logs(logs).get(stream, []) if x["type"] == "window"]
+
+
+async def wait_until(pred: Any, timeout: float = 30.0, what: str = "the condition") -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -9,11 +9,19 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.daemon_helpers import cli_env, read_logs, start_cli, window_seqs
+from tests.daemon_helpers import (
+    base_args,
+    cli_env,
+    log_windows,
+    payloads,
+    read_logs,
+    start_cli,
+    wait_until,
+    window_seqs,
+)
 from tests.fixtures_mqtt import MosquittoServer, Subscriber, free_port, port_accepts
 
 WINDOW_FIELDS = {
@@ -31,27 +39,6 @@ WINDOW_FIELDS = {
     "engine",
 }
 ALSA_FILE_MIC = Path(__file__).resolve().parents[2] / "shared" / "tools" / "alsa-file-mic"
-
-
-def base_args(engine: Path, logs: Path, *more: str) -> list[str]:
-    return ["run", "--engine", str(engine), "--threads", "1", "--log-dir", str(logs), *more]
-
-
-def payloads(sub: Subscriber, suffix: str) -> list[dict[str, Any]]:
-    return [m.json() for m in sub.on(suffix)]
-
-
-def log_windows(logs: Path, stream: str) -> list[dict[str, Any]]:
-    return [x for x in read_logs(logs).get(stream, []) if x["type"] == "window"]
-
-
-async def wait_until(pred: Any, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_run_publishes_every_window_in_order_and_logs(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.daemon_helpers import start_cli, window_seqs
+from tests.daemon_helpers import base_args, log_windows, payloads, start_cli, wait_until, window_seqs
 from tests.fixtures_mqtt import MosquittoServer, Subscriber
-from tests.test_daemon import base_args, log_windows, payloads, wait_until
 
 
 async def test_broker_down_at_start_then_up(

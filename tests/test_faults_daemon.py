@@ -10,20 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from streamer.sinks.spool import Spool, SpoolConfig
-from tests.daemon_helpers import Proc, start_cli
+from tests.daemon_helpers import Proc, base_args, start_cli, wait_until
 from tests.fault_report import delivery_figures, report
 from tests.fixtures_mqtt import MosquittoServer, Subscriber
 
 
 def run_args(engine: Path, wav: Path, stream: str, url: str, prefix: str, tmp: Path, *more: str) -> list[str]:
-    return [
-        "run",
-        "--engine",
-        str(engine),
-        "--threads",
-        "1",
-        "--log-dir",
-        str(tmp / "logs"),
+    return base_args(
+        engine,
+        tmp / "logs",
         "--source",
         f"file:{wav}?id={stream}&realtime=1",
         "--mqtt",
@@ -37,7 +32,7 @@ def run_args(engine: Path, wav: Path, stream: str, url: str, prefix: str, tmp: P
         "--set",
         "mqtt.flush_timeout_s=20",
         *more,
-    ]
+    )
 
 
 def logged(logs: Path, stream: str) -> list[dict[str, Any]]:
@@ -65,15 +60,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-async def wait_until(pred: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigkill_mid_stream_then_restart_loses_no_seq(

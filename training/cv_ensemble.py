@@ -9,18 +9,15 @@ validation: every development actor is in some member's training data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from training.checkpoints import load_checkpoint_model, read_checkpoint_meta, resolve_checkpoint
 from training.data.dataset import AudioDataset
 from training.data.splits import devfold_actors
-from training.metrics import ccc, classification_report
 from training.pipeline import DataOptions, load_data
-from training.validation import VAD_NAMES, pad_clip, torch_scorer
+from training.validation import Predictions, torch_scorer
 
 
 class CVError(ValueError):
@@ -65,51 +62,21 @@ def cv_members(runs: list[Path]) -> list[Member] | None:
     return sorted(members, key=lambda m: m.fold)
 
 
-@dataclass
-class _Pool:
-    """Out-of-fold targets and predictions, accumulated over members."""
-
-    y_true: list[int] = field(default_factory=list)
-    y_pred: list[int] = field(default_factory=list)
-    vad_true: list[tuple[float, float, float]] = field(default_factory=list)
-    vad_pred: list[np.ndarray] = field(default_factory=list)
-
-    def report(self, labels: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"n": len(self.y_true)}
-        out.update(classification_report(np.array(self.y_true), np.array(self.y_pred), labels))
-        if self.vad_true:
-            t = np.asarray(self.vad_true, dtype=np.float64)
-            p = np.stack(self.vad_pred)
-            cccs = [ccc(t[:, j], p[:, j]) for j in range(3)]
-            out.update({f"ccc_{n}": c for n, c in zip(VAD_NAMES, cccs, strict=True)})
-            out["ccc_mean"] = float(np.mean(cccs))
-        return out
-
-
 def out_of_fold(members: list[Member]) -> dict[str, Any]:
     """Each member scored on its own fold's validation speakers (whole utterances, as in training-time
     validation), plus the pooled report over all folds: {"folds": {run: report}, "pooled": report}."""
-    pooled = _Pool()
+    pooled: Predictions | None = None
     folds: dict[str, Any] = {}
-    labels: list[str] = []
     for m in members:
         split, labels = load_data(run_data(m.run), seed=0)
-        ds = AudioDataset(split.val, labels, seed=0)
-        model = load_checkpoint_model(m.run).eval()
-        score = torch_scorer(model)
-        fold = _Pool()
-        for i in range(len(ds)):
-            logits, vad = score(pad_clip(ds.audio(i)))
-            target, utt = ds.targets[i], ds.utts[i]
-            for pool in (fold, pooled):
-                if logits is not None and target >= 0:
-                    pool.y_true.append(target)
-                    pool.y_pred.append(int(np.argmax(logits)))
-                if vad is not None and utt.vad is not None:
-                    pool.vad_true.append(utt.vad)
-                    pool.vad_pred.append(np.asarray(vad, dtype=np.float64))
-        folds[str(m.run)] = {"actors": list(m.actors), **fold.report(labels)}
-    return {"folds": folds, "pooled": pooled.report(labels)}
+        fold = Predictions(labels)
+        fold.add(torch_scorer(load_checkpoint_model(m.run).eval()), AudioDataset(split.val, labels, seed=0))
+        folds[str(m.run)] = {"actors": list(m.actors), **fold.report()}
+        if pooled is None:
+            pooled = Predictions(labels)
+        pooled.extend(fold)
+    assert pooled is not None  # cv_members never returns an empty list
+    return {"folds": folds, "pooled": pooled.report()}
 
 
 def describe_cv(members: list[Member], speakers: dict[str, list[str]], data: DataOptions) -> dict[str, str]:

@@ -7,6 +7,7 @@ its audio. Engine-level evaluation (windows, manifests, reports) lives in `train
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,66 @@ def pad_clip(x: np.ndarray, min_samples: int = 8000) -> np.ndarray:
     return x
 
 
+@dataclass
+class Predictions:
+    """Targets and predictions of a scorer over one or more datasets, and their report.
+
+    With `subset` (e.g. the four classes of a model trained on more), `sub_ua`/`sub_wa` also score the items
+    of those labels with the argmax restricted to them, as an engine evaluated on that label set is.
+    Several datasets pool into one report (`extend`): a cross-validation ensemble's out-of-fold figures.
+    """
+
+    labels: list[str]
+    subset: list[str] | None = None
+    n: int = 0
+    y_true: list[int] = field(default_factory=list)
+    y_pred: list[int] = field(default_factory=list)
+    sub_true: list[int] = field(default_factory=list)
+    sub_pred: list[int] = field(default_factory=list)
+    vad_true: list[tuple[float, float, float]] = field(default_factory=list)
+    vad_pred: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, score: Scorer, ds: AudioDataset, min_samples: int = 8000) -> None:
+        """Score every clip of `ds` (clips under min_samples are repeat-padded)."""
+        sub_idx = [self.labels.index(lab) for lab in self.subset] if self.subset else []
+        for i in range(len(ds)):
+            logits, vad = score(pad_clip(ds.audio(i), min_samples))
+            target = ds.targets[i]
+            if logits is not None and target >= 0:
+                self.y_true.append(target)
+                self.y_pred.append(int(np.argmax(logits)))
+                if sub_idx and target in sub_idx:
+                    self.sub_true.append(sub_idx.index(target))
+                    self.sub_pred.append(int(np.argmax(logits[sub_idx])))
+            u = ds.utts[i]
+            if vad is not None and u.vad is not None:
+                self.vad_true.append(u.vad)
+                self.vad_pred.append(np.asarray(vad, dtype=np.float64))
+        self.n += len(ds)
+
+    def extend(self, other: Predictions) -> None:
+        """Pool `other`'s items into these."""
+        self.n += other.n
+        for name in ("y_true", "y_pred", "sub_true", "sub_pred", "vad_true", "vad_pred"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def report(self) -> dict[str, Any]:
+        """UA/WA/F1/confusion and V/A/D CCC of the items so far."""
+        out: dict[str, Any] = {"n": self.n}
+        if self.y_true:
+            out.update(classification_report(np.array(self.y_true), np.array(self.y_pred), self.labels))
+        if self.sub_true and self.subset:
+            sub = classification_report(np.array(self.sub_true), np.array(self.sub_pred), self.subset)
+            out.update({"sub_ua": sub["ua"], "sub_wa": sub["wa"], "sub_n": sub["n"]})
+        if self.vad_true:
+            t = np.asarray(self.vad_true, dtype=np.float64)
+            p = np.stack(self.vad_pred)
+            cccs = [ccc(t[:, j], p[:, j]) for j in range(3)]
+            out.update({f"ccc_{n}": c for n, c in zip(VAD_NAMES, cccs, strict=True)})
+            out["ccc_mean"] = float(np.mean(cccs))
+        return out
+
+
 def score_dataset(
     score: Scorer,
     ds: AudioDataset,
@@ -47,44 +108,10 @@ def score_dataset(
     subset: Sequence[str] | None = None,
     min_samples: int = 8000,
 ) -> dict[str, Any]:
-    """UA/WA/F1/confusion and V/A/D CCC of `score` over `ds` (clips under min_samples are repeat-padded).
-
-    With `subset` (e.g. the four classes of a model trained on more), `sub_ua`/`sub_wa` also score the items
-    of those labels with the argmax restricted to them, as an engine evaluated on that label set is.
-    """
-    y_true: list[int] = []
-    y_pred: list[int] = []
-    sub_idx = [list(labels).index(lab) for lab in subset] if subset else []
-    sub_true: list[int] = []
-    sub_pred: list[int] = []
-    vad_true: list[tuple[float, float, float]] = []
-    vad_pred: list[np.ndarray] = []
-    for i in range(len(ds)):
-        logits, vad = score(pad_clip(ds.audio(i), min_samples))
-        target = ds.targets[i]
-        if logits is not None and target >= 0:
-            y_true.append(target)
-            y_pred.append(int(np.argmax(logits)))
-            if sub_idx and target in sub_idx:
-                sub_true.append(sub_idx.index(target))
-                sub_pred.append(int(np.argmax(logits[sub_idx])))
-        u = ds.utts[i]
-        if vad is not None and u.vad is not None:
-            vad_true.append(u.vad)
-            vad_pred.append(np.asarray(vad, dtype=np.float64))
-    out: dict[str, Any] = {"n": len(ds)}
-    if y_true:
-        out.update(classification_report(np.array(y_true), np.array(y_pred), list(labels)))
-    if sub_true and subset:
-        sub = classification_report(np.array(sub_true), np.array(sub_pred), list(subset))
-        out.update({"sub_ua": sub["ua"], "sub_wa": sub["wa"], "sub_n": sub["n"]})
-    if vad_true:
-        t = np.asarray(vad_true, dtype=np.float64)
-        p = np.stack(vad_pred)
-        cccs = [ccc(t[:, j], p[:, j]) for j in range(3)]
-        out.update({f"ccc_{n}": c for n, c in zip(VAD_NAMES, cccs, strict=True)})
-        out["ccc_mean"] = float(np.mean(cccs))
-    return out
+    """UA/WA/F1/confusion and V/A/D CCC of `score` over `ds` (see `Predictions`)."""
+    preds = Predictions(list(labels), list(subset) if subset else None)
+    preds.add(score, ds, min_samples)
+    return preds.report()
 
 
 def validate(model: EmotionModel, ds: AudioDataset, subset: Sequence[str] | None = None) -> dict[str, Any]:

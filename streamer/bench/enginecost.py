@@ -43,7 +43,6 @@ def engine_cost(
     threads: Sequence[int] = (1, 2),
     batch: int = 32,
     repeats: int = 20,
-    window_s: float | None = None,
 ) -> dict[str, Any]:
     """Per-window cost of ours (ONNX Runtime, batch 1 and ``batch``) and of the research way (PyTorch
     eager, batch 1) where the engine has a PyTorch copy; one entry per thread count."""
@@ -51,7 +50,7 @@ def engine_cost(
 
     path = Path(engine_dir) if engine_dir is not None else default_engine_path()
     manifest = read_manifest(path)
-    n = round((window_s or manifest.window_s) * manifest.sample_rate)
+    n = round(manifest.window_s * manifest.sample_rate)
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal((batch, n))).astype(np.float32)
     out: dict[str, Any] = {
@@ -71,13 +70,10 @@ def engine_cost(
     if importlib.util.find_spec("torch") is None:
         out["research"] = "not measured: PyTorch is not installed (pip install 'emotrack[train]')"
     elif (path / "torch" / "config.json").is_file():
-        import torch
-
         from streamer.bench.engines import load_torch_engine
 
         for t in threads:
-            teng = load_torch_engine(path, t, None)
-            torch.set_num_threads(t)
+            teng = load_torch_engine(path, t, None)  # sets torch's thread count
             out["research"][f"threads_{t}"] = {"batch_1": _time_calls(teng, audio[:1], repeats)}
     else:
         out["research"] = None  # no PyTorch copy in this engine directory

@@ -21,7 +21,7 @@ from typing import Any
 
 from streamer.bench.audio import AudioSet
 from streamer.bench.metrics import read_receipts, summarize
-from streamer.bench.trial import TrialSpec
+from streamer.bench.trial import DAEMON_DEFAULTS, TrialSpec
 
 # What --p95-bound-ms bounds: the latency from the window's end in audio time ("window-end", the default),
 # which also holds the wait for the rest of the source chunk, or the latency the pipeline adds after the
@@ -41,11 +41,11 @@ class Settings:
     backend: str = "onnxruntime"  # "onnxruntime" (ours: batched) | "torch" (research way: batch 1)
     intra_threads: int | None = None
     inter_threads: int | None = None
-    max_batch: int = 8  # the daemon's defaults (streamer.config.InferenceSection)
-    max_wait_ms: float = 0.0
-    max_pending: int = 256
-    workers: int = 2
-    chunk_ms: float = 50.0
+    max_batch: int = DAEMON_DEFAULTS.max_batch
+    max_wait_ms: float = DAEMON_DEFAULTS.max_wait_ms
+    max_pending: int = DAEMON_DEFAULTS.max_pending
+    workers: int = DAEMON_DEFAULTS.workers
+    chunk_ms: float = DAEMON_DEFAULTS.chunk_ms
     warmup: bool = True
     stagger: bool = False  # streams' chunks arrive spread over a chunk period (default: all at once)
 

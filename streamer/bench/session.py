@@ -23,6 +23,7 @@ from streamer.bench.broker import BenchBroker
 from streamer.bench.metrics import machine_info
 from streamer.bench.runner import Runner, Settings
 from streamer.bench.search import find_max
+from streamer.bench.trial import DAEMON_DEFAULTS
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -33,9 +34,9 @@ class BenchRequest:
     seconds: float = 20.0
     base: Settings = field(default_factory=Settings)
     threads: Sequence[tuple[int | None, int | None]] = ((None, None),)
-    max_batch: Sequence[int] = (8,)
-    max_wait_ms: Sequence[float] = (0.0,)
-    workers: Sequence[int] = (2,)
+    max_batch: Sequence[int] = (DAEMON_DEFAULTS.max_batch,)
+    max_wait_ms: Sequence[float] = (DAEMON_DEFAULTS.max_wait_ms,)
+    workers: Sequence[int] = (DAEMON_DEFAULTS.workers,)
     find_max: bool = False
     compare: bool = False
     max_streams: int = 256

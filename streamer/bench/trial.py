@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from streamer.config import InferenceSection
 from streamer.messages import SAMPLE_RATE, AudioChunk, SourceEvent, SpeechWindow
+
+DAEMON_DEFAULTS = InferenceSection()  # a trial runs what the daemon runs unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,11 @@ class TrialSpec:
     backend: str = "onnxruntime"
     intra_threads: int | None = None
     inter_threads: int | None = None
-    max_batch: int = 8
-    max_wait_ms: float = 0.0
-    max_pending: int = 256
-    workers: int = 2
-    chunk_ms: float = 50.0
+    max_batch: int = DAEMON_DEFAULTS.max_batch
+    max_wait_ms: float = DAEMON_DEFAULTS.max_wait_ms
+    max_pending: int = DAEMON_DEFAULTS.max_pending
+    workers: int = DAEMON_DEFAULTS.workers
+    chunk_ms: float = DAEMON_DEFAULTS.chunk_ms
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     prefix: str = "emotrack-bench"
     log_dir: str = "emotrack-bench-logs"
@@ -158,7 +161,7 @@ def _cpu() -> float:
 
 async def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from streamer.bench.engines import ThreadCensus, TimedEngine, foreign_thread_cpu
-    from streamer.config import DaemonSection, EmotrackConfig, InferenceSection
+    from streamer.config import DaemonSection, EmotrackConfig
     from streamer.daemon import Daemon
     from streamer.sinks.base import Sink
     from streamer.sinks.logfile import ConversationLog, LogConfig

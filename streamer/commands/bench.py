@@ -55,6 +55,9 @@ def _positive_float(text: str) -> float:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from streamer.config import InferenceSection
+
+    daemon = InferenceSection()  # the bench runs the daemon's defaults unless told otherwise
     p: argparse.ArgumentParser = sub.add_parser(
         "bench",
         help=HELP,
@@ -108,7 +111,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--max-batch",
         type=_positive_int,
         nargs="+",
-        default=[8],
+        default=[daemon.max_batch],
         metavar="N",
         help="windows per engine call (default: the daemon's)",
     )
@@ -116,7 +119,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--max-wait-ms",
         type=_nonneg_float,
         nargs="+",
-        default=[0.0],
+        default=[daemon.max_wait_ms],
         metavar="MS",
         help="wait for a batch to fill (default: the daemon's)",
     )
@@ -124,15 +127,21 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         nargs="+",
-        default=[2],
+        default=[daemon.workers],
         metavar="N",
         help="engine calls at once, ours (default: the daemon's); the research way makes one at a time",
     )
-    p.add_argument("--max-pending", type=_positive_int, default=256, metavar="N", help="batcher queue bound")
+    p.add_argument(
+        "--max-pending",
+        type=_positive_int,
+        default=daemon.max_pending,
+        metavar="N",
+        help="batcher queue bound",
+    )
     p.add_argument(
         "--chunk-ms",
         type=_nonneg_float,
-        default=50.0,
+        default=daemon.chunk_ms,
         metavar="MS",
         help="source chunk size (the daemon default)",
     )
@@ -171,12 +180,13 @@ def _engine_path(args: argparse.Namespace) -> str | None:
     if not (path / "engine.json").is_file():
         hint = " (no default engine is bundled yet: pass --engine DIR or --standin realtime)"
         raise EngineError(f"{path}: not an engine directory{'' if args.engine else hint}")
-    if (args.backend == "torch" or args.compare) and importlib.util.find_spec("torch") is None:
+    research = args.backend == "torch" or args.compare
+    if research and importlib.util.find_spec("torch") is None:
         raise EngineError(
             "the research way (--backend torch, --compare) runs the model in PyTorch, which is not "
             "installed: pip install 'emotrack[train]'"
         )
-    if (args.backend == "torch" or args.compare) and not (path / "torch" / "config.json").is_file():
+    if research and not (path / "torch" / "config.json").is_file():
         raise EngineError(
             f"{path / 'torch' / 'config.json'}: not found (--backend torch/--compare need the engine's "
             "PyTorch copy, written by training.torch_copy.save_torch_copy)"
