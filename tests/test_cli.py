@@ -270,6 +270,17 @@ def test_predict_progress_bar_only_on_a_terminal(tiny_engine_dir: Path, speech_w
     assert r.returncode == 0 and "1/1" not in err, err  # one file: no bar
 
 
+def _read_all(fd: int) -> str:
+    """Everything written to the pty so far (one os.read may return only the first write)."""
+    import os
+    import select
+
+    out = b""
+    while select.select([fd], [], [], 0.2)[0]:
+        out += os.read(fd, 4096)
+    return out.decode()
+
+
 def test_progress_bar_helper_shows_only_for_a_tty_and_many_items() -> None:
     import io
     import os
@@ -286,14 +297,14 @@ def test_progress_bar_helper_shows_only_for_a_tty_and_many_items() -> None:
         with progress_bar(3, "work", stream=tty) as bar:
             bar.update(3)
         tty.flush()
-        shown = os.read(master, 4096).decode()
+        shown = _read_all(master)
         with progress_bar(1, "single", stream=tty) as bar:
             bar.update(1)
         with progress_bar(3, "off", stream=tty, enabled=False) as bar:
             bar.update(3)
         tty.write("END")
         tty.flush()
-        rest = os.read(master, 4096).decode()
+        rest = _read_all(master)
     os.close(master)
     assert "work" in shown and "3/3" in shown, shown
     assert rest.strip() == "END", rest

@@ -101,7 +101,9 @@ async def test_stereo_split_gives_two_streams_batched_together(
     path = tmp_path / "call.wav"
     sf.write(str(path), stereo, sr, subtype="PCM_16")
     sink = Collect()
-    d = Daemon(config(f"file:{path}?split=1&id=call", f"file:{speech_wav}?id=mono"), engine, [sink])
+    # a batch waits for windows of other streams (the CPU defaults, no wait and two workers, need not batch)
+    cfg = config(f"file:{path}?split=1&id=call", f"file:{speech_wav}?id=mono", max_wait_ms=100.0, workers=1)
+    d = Daemon(cfg, engine, [sink])
     await d.run()
     assert sorted(sink.ended) == ["call.ch0", "call.ch1", "mono"]
     left, _ = check_stream(sink.records["call.ch0"])
