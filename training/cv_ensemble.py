@@ -43,6 +43,13 @@ class Member:
         return devfold_actors(self.k, self.fold)
 
 
+def run_subset(run: Path) -> list[str] | None:
+    """The label subset a run's checkpoint was chosen on (e.g. the four classes of an all-label model)."""
+    meta = read_checkpoint_meta(resolve_checkpoint(run))
+    subset = meta["train_config"].get("select_labels")
+    return list(subset) if subset else None
+
+
 def cv_members(runs: list[Path]) -> list[Member] | None:
     """The runs as CV members sorted by fold; None when no run is a devfold run. Mixed runs, mixed K or
     missing/duplicate folds are errors: a pooled out-of-fold figure needs every fold exactly once."""
@@ -69,11 +76,11 @@ def out_of_fold(members: list[Member]) -> dict[str, Any]:
     folds: dict[str, Any] = {}
     for m in members:
         split, labels = load_data(run_data(m.run), seed=0)
-        fold = Predictions(labels)
+        fold = Predictions(labels, run_subset(m.run))
         fold.add(torch_scorer(load_checkpoint_model(m.run).eval()), AudioDataset(split.val, labels, seed=0))
         folds[str(m.run)] = {"actors": list(m.actors), **fold.report()}
         if pooled is None:
-            pooled = Predictions(labels)
+            pooled = Predictions(labels, fold.subset)
         pooled.extend(fold)
     assert pooled is not None  # cv_members never returns an empty list
     return {"folds": folds, "pooled": pooled.report()}

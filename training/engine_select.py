@@ -104,10 +104,11 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
         texts = describe_cv(members, split.speakers(), data)
     elif data.split == "default":
         texts["validation_set"] = "RAVDESS actors 16-18"
-    if args.min_val_ua is not None and val["ua"] < args.min_val_ua:
+    four_class_ua = val.get("sub_ua", val["ua"])  # all-label runs: the four-class figure, as on test
+    if args.min_val_ua is not None and four_class_ua < args.min_val_ua:
         raise SystemExit(
-            f"engine_select: validation UA {val['ua']:.4f} < --min-val-ua {args.min_val_ua}: not exported, "
-            "test speakers not evaluated"
+            f"engine_select: validation UA {four_class_ua:.4f} < --min-val-ua {args.min_val_ua}: "
+            "not exported, test speakers not evaluated"
         )
     provenance = {
         "training_data": texts["training_data"],
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             scores = validation_scores(args.runs)
         except CVError as e:
             raise SystemExit(f"engine_select: {e}") from None
-        keys = ("actors", "n", "ua", "wa", "macro_f1", "ccc_mean")
+        keys = ("actors", "n", "ua", "sub_ua", "wa", "macro_f1", "ccc_mean")
         for name, m in scores.items():
             print(name, json.dumps(m if isinstance(m, list) else {k: m.get(k) for k in keys}))
         return 0

@@ -297,7 +297,7 @@ def default_engine_metrics(
         "n_4": four.n,
         "recall_4": four.recall,
         "ccc": four.ccc,
-        "validation": {k: v for k, v in val.items() if k in ("ua", "wa", "ccc_mean", "n")},
+        "validation": {k: v for k, v in val.items() if k in ("ua", "sub_ua", "wa", "ccc_mean", "n")},
         "validation_set": validation_set,
     }
     return metrics

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from training.averaging import WeightAverage
 from training.checkpoints import (
     CheckpointError,
     load_optimizer_tensors,
@@ -34,7 +35,8 @@ from training.checkpoints import (
 )
 from training.data.dataset import AudioDataset, balanced_sampler, balanced_weights, collate
 from training.data.types import Batch
-from training.models.base import EmotionModel
+from training.mixup import mixup_loss, supports_mixup
+from training.models.base import EmotionModel, ModelError
 from training.validation import validate
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class TrainConfig:
     corpus_weights: dict[str, float] = field(default_factory=dict)  # extra mass per corpus (default 1)
     select_on: str = "auto"  # "ua" | "ccc" | "auto" (UA if the model has logits)
     select_labels: list[str] | None = None  # choose on UA over these labels only (argmax restricted)
+    mixup: float = 0.0  # > 0: mixup with Beta(mixup, mixup) weights (`training.mixup`, audio-only models)
+    average_last: int = 0  # > 0: the final model is the mean of the weights after each of the last N epochs
     model_name: str = ""  # registry name, stored in checkpoints so they can be rebuilt
     extra: dict[str, Any] = field(default_factory=dict)  # data description etc., saved in config.json
 
@@ -136,6 +140,8 @@ def train(
     """Train `model` on `train_ds`, validate on `val_ds` after each epoch, keep best/last checkpoints."""
     if len(train_ds) == 0:
         raise ValueError("the training set is empty")
+    if cfg.mixup > 0 and not supports_mixup(model):
+        raise ModelError(f"mixup needs an audio-only model; {type(model).__name__} uses extra inputs")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
@@ -173,6 +179,8 @@ def train(
         opt, lambda s: lr_lambda(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     )
     last_path, best_path = out / "last", out / "best"
+    average_path = out / "average.safetensors"
+    average = WeightAverage()
     start_epoch, step, best, best_epoch = 0, 0, -math.inf, -1
     history: list[dict[str, Any]] = []
     if cfg.resume and last_path.with_suffix(".json").is_file():
@@ -191,6 +199,8 @@ def train(
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_lambda(step, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
         sched.last_epoch = step
+        if cfg.average_last > 0 and average_path.is_file():
+            average = WeightAverage.load(average_path)
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total_steps:
             break
@@ -216,7 +226,8 @@ def train(
         for batch in bar:
             if step >= total_steps:
                 break
-            loss, logs = model.compute_loss(repeat_pad(batch))
+            padded = repeat_pad(batch)
+            loss, logs = mixup_loss(model, padded, cfg.mixup) if cfg.mixup > 0 else model.compute_loss(padded)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -241,6 +252,11 @@ def train(
         else:
             score = -float(record.get("train_loss", math.inf))  # no validation set: lowest training loss
         history.append(record)
+        if cfg.average_last > 0:
+            if epoch >= cfg.epochs - cfg.average_last:
+                average.add(model)
+                average.save(average_path)
+            score = -math.inf  # the averaged model is the result: no epoch is chosen on validation
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
@@ -266,6 +282,8 @@ def train(
             log.info("%s", line)
         if on_epoch is not None:
             on_epoch(record)
+    if cfg.average_last > 0 and history:
+        best, best_epoch = _save_average(model, average, val_ds, cfg, best_path, history, step, select_on)
     if not best_path.with_suffix(".json").is_file():
         raise CheckpointError(f"no epoch finished, so no checkpoint was written in {out}")
     return TrainResult(
@@ -277,6 +295,48 @@ def train(
         step,
         history,
     )
+
+
+def _save_average(
+    model: EmotionModel,
+    average: WeightAverage,
+    val_ds: AudioDataset | None,
+    cfg: TrainConfig,
+    best_path: Path,
+    history: list[dict[str, Any]],
+    step: int,
+    select_on: str,
+) -> tuple[float, int]:
+    """Load the weight average into `model` (the last weights if the run stopped before the averaging
+    window), validate it and save it as the `best` checkpoint: the one the pipeline evaluates and exports."""
+    if average.count == 0:
+        average.add(model)
+    average.apply_to(model)
+    last_epoch = int(history[-1]["epoch"])
+    record: dict[str, Any] = {"epoch": last_epoch, "step": step, "averaged_epochs": average.count}
+    score = -math.inf
+    if val_ds is not None and len(val_ds) > 0:
+        val = validate(model, val_ds, cfg.select_labels)
+        record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+        score = _selection_score(val, select_on)
+    state = {
+        "epoch": last_epoch,
+        "step": step,
+        "best_metric": score,
+        "best_epoch": last_epoch,
+        "select_on": f"mean of the last {average.count} epochs' weights",
+        "history": history,
+        "model_name": cfg.model_name,
+        "train_config": cfg.to_json(),
+        "metrics": record,
+    }
+    save_checkpoint(best_path, model, state)
+    line = f"weight average of {average.count} epochs: {json.dumps(record)}"
+    if cfg.progress:
+        tqdm.write(line)
+    else:
+        log.info("%s", line)
+    return score, last_epoch
 
 
 def seed_everything(seed: int) -> None:
