@@ -22,15 +22,18 @@ def _fake_runs(monkeypatch: pytest.MonkeyPatch, splits: dict[str, str]) -> list[
     return [Path(r) for r in splits]
 
 
-def test_cv_members_need_every_fold_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cv_members_need_every_fold_equally_often(monkeypatch: pytest.MonkeyPatch) -> None:
     runs = _fake_runs(monkeypatch, {f"r{f}": f"devfold:3:{f}" for f in (2, 0, 1)})
     members = cv_members(runs)
     assert members is not None and [m.fold for m in members] == [0, 1, 2]
     assert [m.actors for m in members] == [tuple(range(1, 7)), tuple(range(7, 13)), tuple(range(13, 19))]
     assert cv_members(_fake_runs(monkeypatch, {"a": "default", "b": "default"})) is None
+    two = cv_members(_fake_runs(monkeypatch, {f"{r}{f}": f"devfold:2:{f}" for r in "xy" for f in (1, 0)}))
+    assert two is not None and [m.fold for m in two] == [0, 0, 1, 1]  # two recipes (or seeds) per fold
     for bad in (
         {"a": "devfold:3:0", "b": "devfold:3:1"},  # a fold missing
-        {"a": "devfold:2:0", "b": "devfold:2:0"},  # a fold twice
+        {"a": "devfold:2:0", "b": "devfold:2:0"},  # a fold twice, the other never
+        {"a": "devfold:2:0", "b": "devfold:2:0", "c": "devfold:2:1"},  # folds unequally often
         {"a": "devfold:2:0", "b": "default"},  # mixed
         {"a": "devfold:2:0", "b": "devfold:3:1"},  # mixed K
     ):

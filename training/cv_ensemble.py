@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import load_checkpoint_model, read_checkpoint_meta, resolve_checkpoint
+from training.checkpoints import read_checkpoint_meta, resolve_checkpoint
 from training.data.dataset import AudioDataset
 from training.data.splits import devfold_actors
 from training.pipeline import DataOptions, load_data
@@ -52,7 +52,9 @@ def run_subset(run: Path) -> list[str] | None:
 
 def cv_members(runs: list[Path]) -> list[Member] | None:
     """The runs as CV members sorted by fold; None when no run is a devfold run. Mixed runs, mixed K or
-    missing/duplicate folds are errors: a pooled out-of-fold figure needs every fold exactly once."""
+    folds that are missing or not equally often present are errors: a pooled out-of-fold figure needs every
+    fold, and an ensemble that weighs every fold alike needs the same number of runs (recipes or seeds) in
+    each."""
     splits = [run_data(r).split for r in runs]
     if not any(s.startswith("devfold:") for s in splits):
         return None
@@ -64,21 +66,34 @@ def cv_members(runs: list[Path]) -> list[Member] | None:
         members.append(Member(run, int(k), int(fold)))
     ks = {m.k for m in members}
     folds = sorted(m.fold for m in members)
-    if len(ks) != 1 or folds != list(range(members[0].k)):
-        raise CVError(f"CV ensemble needs each fold of one K exactly once, got splits {', '.join(splits)}")
+    per_fold = len(folds) // members[0].k if len(ks) == 1 else 0
+    if per_fold < 1 or folds != sorted(list(range(members[0].k)) * per_fold):
+        raise CVError(f"CV ensemble needs each fold of one K equally often, got splits {', '.join(splits)}")
     return sorted(members, key=lambda m: m.fold)
 
 
+def fold_groups(members: list[Member]) -> dict[int, list[Member]]:
+    """The members of each fold (several where runs of several recipes or seeds share a fold)."""
+    groups: dict[int, list[Member]] = {}
+    for m in members:
+        groups.setdefault(m.fold, []).append(m)
+    return groups
+
+
 def out_of_fold(members: list[Member]) -> dict[str, Any]:
-    """Each member scored on its own fold's validation speakers (whole utterances, as in training-time
-    validation), plus the pooled report over all folds: {"folds": {run: report}, "pooled": report}."""
+    """Each fold's members (their mean ensemble where there are several) scored on that fold's validation
+    speakers (whole utterances, as in training-time validation), plus the pooled report over all folds:
+    {"folds": {"run[+run...]": report}, "pooled": report}."""
+    from training.engine_select import load_runs
+
     pooled: Predictions | None = None
     folds: dict[str, Any] = {}
-    for m in members:
-        split, labels = load_data(run_data(m.run), seed=0)
-        fold = Predictions(labels, run_subset(m.run))
-        fold.add(torch_scorer(load_checkpoint_model(m.run).eval()), AudioDataset(split.val, labels, seed=0))
-        folds[str(m.run)] = {"actors": list(m.actors), **fold.report()}
+    for group in fold_groups(members).values():
+        runs = [m.run for m in group]
+        split, labels = load_data(run_data(runs[0]), seed=0)
+        fold = Predictions(labels, run_subset(runs[0]))
+        fold.add(torch_scorer(load_runs(runs).eval()), AudioDataset(split.val, labels, seed=0))
+        folds["+".join(str(r) for r in runs)] = {"actors": list(group[0].actors), **fold.report()}
         if pooled is None:
             pooled = Predictions(labels, fold.subset)
         pooled.extend(fold)
@@ -89,19 +104,23 @@ def out_of_fold(members: list[Member]) -> dict[str, Any]:
 def describe_cv(members: list[Member], speakers: dict[str, list[str]], data: DataOptions) -> dict[str, str]:
     """engine.json texts of a CV ensemble: its training data and its validation set."""
     k = members[0].k
-    folds = "; ".join(f"fold {m.fold}: {_actors(m.actors)}" for m in members)
+    groups = fold_groups(members)
+    folds = "; ".join(f"fold {f}: {_actors(g[0].actors)}" for f, g in groups.items())
+    per_fold = len(members) // k
+    runs = f" ({per_fold} runs per fold)" if per_fold > 1 else ""
     names = ", ".join(spec.partition("=")[0] for spec in data.corpora)
     test = ", ".join(speakers["test"])
     return {
         "training_data": (
             f"corpora {names}; {k}-fold cross-validation ensemble over RAVDESS actors 1-18 (split "
-            f"devfold:{k}:FOLD, {folds}): member FOLD trained on RAVDESS actors 1-18 minus its fold plus all "
-            f"other corpora, its checkpoint chosen on its fold; held-out test: {test}; labels {data.labels}"
+            f"devfold:{k}:FOLD, {folds}){runs}: the members of fold FOLD trained on RAVDESS actors 1-18 "
+            "minus that fold plus all other corpora, the fold serving only as their validation; held-out "
+            f"test: {test}; labels {data.labels}"
             + ("; RAVDESS calm trained as neutral" if data.merge_calm else "")
         ),
         "validation_set": (
-            f"RAVDESS actors 1-18 out-of-fold: each of the {k} members scored on its own validation fold "
-            f"({folds}), predictions pooled"
+            f"RAVDESS actors 1-18 out-of-fold: each fold's member{'s (their mean)' if per_fold > 1 else ''} "
+            f"scored on its own validation fold ({folds}), predictions pooled"
         ),
     }
 

@@ -139,7 +139,9 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
     figures["members"] = [str(r) for r in runs]
     if members is not None:
         figures["validation_folds"] = {
-            str(m.run): {k: scores[str(m.run)][k] for k in ("actors", "n", "ua", "wa")} for m in members
+            name: {k: fold.get(k) for k in ("actors", "n", "ua", "sub_ua", "wa")}
+            for name, fold in scores.items()
+            if name != "ensemble"
         }
     write_provenance_metrics(engine_dir, figures)
     return figures
