@@ -37,6 +37,7 @@ from training.data.labels import LABEL_SETS, category_vad, map_label, normalise_
 from training.data.splits import (
     SplitError,
     default_split,
+    devall_split,
     devfold_actors,
     devfold_split,
     fraction_by_speaker,
@@ -139,6 +140,15 @@ def test_devfold_split_partitions_actors_1_to_18(tmp_path: Path) -> None:
         devfold_actors(6, 6)
     with pytest.raises(SplitError):
         devfold_actors(10, 0)  # folds of one actor would hold one gender
+
+
+def test_devall_split_trains_on_every_development_actor(tmp_path: Path) -> None:
+    utts = _utts(tmp_path)
+    default, split = default_split(utts), devall_split(utts)
+    assert split.test == default.test and split.val == []
+    assert sorted(split.train, key=id) == sorted(default.train + default.val, key=id)
+    with pytest.raises(SplitError, match="devall split needs RAVDESS"):
+        devall_split([u for u in utts if u.corpus == "tess"])
 
 
 # ---------------------------------------------------------------- dataset and sampler

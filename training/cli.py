@@ -71,7 +71,8 @@ def add_train_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", help="realtime | ca-ser | hump-cat | vad-fusion | wavfusion (default realtime)")
     p.add_argument("--corpus", action="append", metavar="NAME=PATH", help="corpus to train on; repeatable")
     p.add_argument(
-        "--split", help="default | devfold:K:FOLD | kfold:K:FOLD | speakers=ID,ID (default: default)"
+        "--split",
+        help="default | devfold:K:FOLD | devall | kfold:K:FOLD | speakers=ID,ID (default: default)",
     )
     p.add_argument("--labels", help="label set: 4, all or comma-separated common labels (default 4)")
     p.add_argument(

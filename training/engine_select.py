@@ -92,16 +92,22 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
 
     data = run_data(runs[0])
     split, _labels = load_data(data, seed=0)
-    members = cv_members(runs)
+    judged = args.validation_from or runs  # the runs whose validation figures stand for the engine
+    members = cv_members(judged)
+    if args.validation_from and members is None:
+        raise SystemExit("engine_select: --validation-from needs cross-validation (devfold) runs")
     model = load_runs(runs)
-    scores = validation_scores(runs)
-    val = scores["ensemble" if len(runs) > 1 else str(runs[0])]
+    scores = validation_scores(judged)
+    val = scores["ensemble" if len(judged) > 1 else str(judged[0])]
     texts = {
         "training_data": describe_training_data(data, split.speakers()),
         "validation_set": f"{data.split} split validation: {', '.join(split.speakers()['val'])}",
     }
     if members is not None:
-        texts = describe_cv(members, split.speakers(), data)
+        cv_texts = describe_cv(members, split.speakers(), run_data(judged[0]))
+        texts = (
+            cv_texts if not args.validation_from else {**texts, "validation_set": cv_texts["validation_set"]}
+        )
     elif data.split == "default":
         texts["validation_set"] = "RAVDESS actors 16-18"
     four_class_ua = val.get("sub_ua", val["ua"])  # all-label runs: the four-class figure, as on test
@@ -137,6 +143,8 @@ def export_choice(runs: list[Path], out: Path, args: argparse.Namespace) -> dict
         "batch_1": round(cpu_ms_per_window(engine_dir / "model.onnx", 1), 2),
     }
     figures["members"] = [str(r) for r in runs]
+    if args.validation_from:
+        figures["validation_runs"] = [str(r) for r in args.validation_from]
     if members is not None:
         figures["validation_folds"] = {
             name: {k: fold.get(k) for k in ("actors", "n", "ua", "sub_ua", "wa")}
@@ -160,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         "--min-val-ua",
         type=float,
         help="the decision rule: export and evaluate on test only if the validation (pooled OOF) UA >= this",
+    )
+    p.add_argument(
+        "--validation-from",
+        type=Path,
+        nargs="+",
+        help="cross-validation runs of the same recipes whose pooled out-of-fold figures stand for the "
+        "exported runs (members trained on all development actors, split devall, have no validation)",
     )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

@@ -22,6 +22,7 @@ from training.data.labels import category_vad, resolve_label_set
 from training.data.splits import (
     Split,
     default_split,
+    devall_split,
     devfold_split,
     fraction_by_speaker,
     kfold_by_speaker,
@@ -84,6 +85,8 @@ def make_split(utts: list[Utterance], opts: DataOptions, seed: int) -> Split:
     """Train/val/test by speaker. Validation speakers always come from outside the test set."""
     if opts.split == "default":
         split = default_split(utts)
+    elif opts.split == "devall":
+        split = devall_split(utts)
     elif opts.split.startswith("devfold:"):
         try:
             _, k, fold = opts.split.split(":")
@@ -105,7 +108,8 @@ def make_split(utts: list[Utterance], opts: DataOptions, seed: int) -> Split:
         split = Split(train_part, val, test)
     else:
         raise CorpusError(
-            f"unknown --split {opts.split!r}: use default, devfold:K:FOLD, kfold:K:FOLD or speakers=ID,ID"
+            f"unknown --split {opts.split!r}: use default, devfold:K:FOLD, devall, kfold:K:FOLD or "
+            "speakers=ID,ID"
         )
     if opts.fraction is not None:
         if not 0.0 < opts.fraction <= 1.0:
@@ -188,9 +192,10 @@ def run_training(
         "best_epoch": result.best_epoch,
         "val": validate(model, val_ds, cfg.select_labels),
     }
-    if len(test_ds) and not data.split.startswith("devfold:"):
-        # a devfold run is one member of a cross-validation ensemble: only the ensemble, chosen on the pooled
-        # out-of-fold validation, is ever scored on the test speakers, so members are never judged on them
+    if len(test_ds) and not (data.split.startswith("devfold:") or data.split == "devall"):
+        # a devfold run is one member of a cross-validation ensemble, a devall run one of an engine whose
+        # recipe cross-validation chose: only the engine, chosen on pooled out-of-fold validation, is ever
+        # scored on the test speakers, so members are never judged on them
         metrics["test"] = validate(model, test_ds, cfg.select_labels)
     (Path(cfg.out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return model, result, metrics
@@ -260,9 +265,10 @@ def describe_training_data(data: DataOptions, speakers: dict[str, list[str]]) ->
 
     names = ", ".join(spec.partition("=")[0] for spec in data.corpora)
     calm = "; RAVDESS calm trained as neutral" if data.merge_calm else ""
+    val = spk(speakers["val"]) if speakers["val"] else "none (weights averaged, nothing chosen)"
     return (
         f"corpora {names}; split {data.split}; train speakers: {spk(speakers['train'])}; "
-        f"validation (checkpoint choice): {spk(speakers['val'])}; held-out test: {spk(speakers['test'])}; "
+        f"validation (checkpoint choice): {val}; held-out test: {spk(speakers['test'])}; "
         f"labels {data.labels}{calm}"
     )
 

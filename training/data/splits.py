@@ -149,3 +149,20 @@ def parse_split(spec: str, utts: list[Utterance]) -> list[Utterance]:
             raise SplitError("--split speakers= needs at least one speaker id")
         return speakers_out(utts, ids)[1]
     raise SplitError(f"unknown split {spec!r}: use default-test, default-val, all or speakers=ID,...")
+
+
+def devall_split(utts: list[Utterance]) -> Split:
+    """All development data for training, no validation: train = RAVDESS 1-18 plus every other corpus,
+    test = the default test actors (19-24). For recipes that choose nothing on validation (weight-averaged
+    runs) once cross-validation has scored them (`training.cv_ensemble`)."""
+    test_ids = {ravdess_actor(a) for a in DEFAULT_TEST_ACTORS}
+    split = Split(
+        train=[u for u in utts if u.speaker not in test_ids],
+        val=[],
+        test=[u for u in utts if u.speaker in test_ids],
+    )
+    if not split.test:
+        raise SplitError(
+            "the devall split needs RAVDESS (actors 19-24 were not found): pass --corpus ravdess=PATH"
+        )
+    return split
