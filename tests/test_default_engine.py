@@ -37,7 +37,7 @@ def test_manifest_validates_and_states_its_provenance() -> None:
     assert "CC BY-NC-SA 4.0" in p.license
     assert p.command.startswith("python -m training train") and "--corpus" in p.command
     assert len(p.code_version) >= 40 and p.created
-    for key in ("ua_4", "wa_4", "ccc", "test_set", "validation"):
+    for key in ("ua_4", "wa_4", "ua_all", "ccc", "test_set", "validation"):
         assert key in p.metrics, key
     assert "19-24" in p.metrics["test_set"]
     assert (ENGINE / "model.onnx").stat().st_size < 8 * 1024 * 1024  # a few MB at most
@@ -119,5 +119,7 @@ def test_shipped_figures_match_a_fresh_evaluation(corpora_dir: Path) -> None:
     assert figures["ua_4"] == pytest.approx(shipped["ua_4"], abs=0.01)
     assert figures["wa_4"] == pytest.approx(shipped["wa_4"], abs=0.01)
     assert reports["4"].n == shipped["n_4"]
+    assert figures["ua_all"] == pytest.approx(shipped["ua_all"], abs=0.01)  # all eight RAVDESS emotions
+    assert reports["all"].n == shipped["n_all"]
     for dim, value in (reports["4"].ccc or {}).items():
         assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)

@@ -341,3 +341,15 @@ def test_build_plans_bookkeeping_with_fake_gpu(
     assert engine.backend == "onnxruntime-cpu" and "cannot deserialize" in caplog.text
     with pytest.raises(EngineError, match="cannot deserialize"):
         load_engine(tiny_engine_copy, backend="tensorrt")
+
+
+def test_parity_tolerance_is_absolute_near_zero_and_relative_for_large_values() -> None:
+    from training.export import ParityReport
+
+    def report(abs_diff: float, scaled: float) -> ParityReport:
+        return ParityReport({"logits": abs_diff}, 1e-3, [(1, 8000)], max_scaled_diff={"logits": scaled})
+
+    assert report(2e-3, 4e-4).passed  # e.g. 2e-3 on a log-probability of -4
+    assert not report(2e-3, 1.5e-3).passed
+    assert not report(float("nan"), float("nan")).passed
+    assert "tolerance 0.001 x (1 + |torch|)" in str(report(2e-3, 4e-4))

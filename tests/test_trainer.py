@@ -201,7 +201,7 @@ def test_cli_export_writes_an_engine_and_prints_parity(tiny_corpus: list[Utteran
     parity = doc["parity"]
     assert parity["passed"] is True and parity["tolerance"] > 0 and parity["cases"] > 0
     assert set(parity["max_abs_diff"]) == {"logits", "vad"}
-    assert all(0 <= v <= parity["tolerance"] for v in parity["max_abs_diff"].values())
+    assert all(0 <= v <= parity["tolerance"] for v in parity["max_scaled_diff"].values())
     # build-trt --json without a GPU/TensorRT: still the one-line error and a non-zero exit, no JSON
     if not _has_trt_gpu():
         r = _emotrack("build-trt", str(tmp_path / "engine2"), "--json")
@@ -272,9 +272,7 @@ def test_selection_on_a_label_subset(tiny_corpus: list[Utterance], tmp_path: Pat
     )
 
 
-@pytest.mark.parametrize(
-    "name", ["default_engine.toml", "default_engine_aux.toml", "default_engine_strict.toml"]
-)
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "training" / "configs").glob("*.toml")))
 def test_shipped_training_configs_parse(name: str, tmp_path: Path) -> None:
     import argparse
 
@@ -286,7 +284,8 @@ def test_shipped_training_configs_parse(name: str, tmp_path: Path) -> None:
         [str(REPO / "training" / "configs" / name), "--out", str(tmp_path)]
     )
     model_name, model_cfg, data, cfg, engine = _train_options(args)
-    assert model_name == "realtime" and data.split == "default" and cfg.threads == 1
+    assert model_name == "realtime" and data.split in ("default", "devall") and cfg.threads == 1
+    assert data.split == "default" or cfg.average_last > 0  # devall has no validation to choose on
     assert engine["window_s"] == 2.0 and cfg.out_dir == tmp_path
     build(model_name, model_cfg, ["neutral", "happy", "sad", "angry"])  # every model key is known
 

@@ -205,7 +205,9 @@ def parity_dict(parity: Any) -> dict[str, Any]:
     """A ParityReport as JSON: worst |torch - ORT| per output, the tolerance and the verdict."""
     return {
         "max_abs_diff": {k: float(v) for k, v in parity.max_abs_diff.items()},
+        "max_scaled_diff": {k: float(v) for k, v in parity.max_scaled_diff.items()},
         "tolerance": float(parity.tolerance),
+        "tolerance_rule": "|torch - ORT| <= tolerance * (1 + |torch|)",
         "cases": len(parity.cases),
         "passed": bool(parity.passed),
     }

@@ -293,7 +293,7 @@ def default_engine_metrics(
     so `emotrack evaluate` reproduces them; plus the validation figures that chose the checkpoint."""
     from training.evaluate import evaluate_default_engine
 
-    _, reports = evaluate_default_engine(engine_dir, ravdess_root, threads=1)
+    figures, reports = evaluate_default_engine(engine_dir, ravdess_root, threads=1)
     four = reports["4"]
     metrics: dict[str, Any] = {
         "test_set": "RAVDESS actors 19-24 (never used for training, tuning or checkpoint choice)",
@@ -303,6 +303,11 @@ def default_engine_metrics(
         "n_4": four.n,
         "recall_4": four.recall,
         "ccc": four.ccc,
+        # all eight RAVDESS emotions; labels the engine does not have count with recall 0
+        "ua_all": figures["ua_all"],
+        "wa_all": figures["wa_all"],
+        "n_all": figures["n_all"],
+        "unpredictable_all": figures["unpredictable_all"],
         "validation": {k: v for k, v in val.items() if k in ("ua", "sub_ua", "wa", "ccc_mean", "n")},
         "validation_set": validation_set,
     }
