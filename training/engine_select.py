@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", type=Path, help="run directories (their best checkpoints)")
     p.add_argument("--export", type=Path, help="export these runs (an ensemble if several) to DIR")
     p.add_argument("--name", default="emotrack-rt")
-    p.add_argument("--version", default="1.1.0")
+    p.add_argument("--version", default="0.1.0", help="engine.json version (default 0.1.0)")
     p.add_argument("--selection", default="", help="the selection rule, for engine.json")
     p.add_argument("--command", default="", help="the full command chain, for engine.json")
     p.add_argument("--baseline-from", type=Path, help="engine dir whose recorded baseline figures to copy")
