@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest_plugins: list[str] = ["tests.fixtures_mqtt", "tests.fixtures_engine"]
+pytest_plugins: list[str] = ["tests.fixtures_mqtt", "tests.fixtures_engine", "tests.fixtures_training"]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,75 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
+from tests.fixtures_training import LABELS, TINY, Crash, crash_after
+from tests.fixtures_training import tiny_datasets as _datasets
+from tests.fixtures_training import tiny_train_config as _cfg
 from training.checkpoints import CheckpointError, load_checkpoint_model, resolve_checkpoint
 from training.data.dataset import AudioDataset, collate
 from training.data.types import Utterance
 from training.models import build_model
-from training.trainer import TrainConfig, repeat_pad, train
+from training.trainer import repeat_pad, train
 
 torch.set_num_threads(1)
-SR = 16000
-LABELS = ["sad", "angry"]
-TINY = {"n_mels": 16, "channels": 16, "prosody_channels": 8, "heads": 2, "blocks": 1, "dropout": 0.0}
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _voice(f0: float, seconds: float, rng: np.random.Generator, bright: bool) -> np.ndarray:
-    """A gliding harmonic voice: 'angry' is high, loud and bright; 'sad' is low, soft and dull."""
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    f = f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(1, 3) * t))
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    harmonics = range(1, 16 if bright else 4)
-    x = sum(np.sin(k * phase) / (k ** (0.5 if bright else 2.0)) for k in harmonics)
-    x = x / np.max(np.abs(x)) * (0.5 if bright else 0.1) + 0.003 * rng.standard_normal(n)
-    return x.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
-    d = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    utts = []
-    for spk in ("spk_a", "spk_b", "spk_c"):
-        for i in range(6):
-            for label in LABELS:
-                angry = label == "angry"
-                f0 = rng.uniform(220, 300) if angry else rng.uniform(90, 130)
-                x = _voice(f0, rng.uniform(0.6, 1.2), rng, bright=angry)
-                path = d / f"{spk}_{label}_{i}.wav"
-                sf.write(path, x, SR, subtype="PCM_16")
-                vad = (-0.5, 0.6, 0.3) if angry else (-0.6, -0.3, -0.3)
-                utts.append(Utterance(path, "synthetic", spk, label, label, vad=vad))
-    return utts
-
-
-def _datasets(utts: list[Utterance]) -> tuple[AudioDataset, AudioDataset]:
-    train_u = [u for u in utts if u.speaker != "spk_c"]
-    val_u = [u for u in utts if u.speaker == "spk_c"]
-    return AudioDataset(train_u, LABELS, crop_s=0.5, trim_db=None), AudioDataset(val_u, LABELS, trim_db=None)
-
-
-def _cfg(out: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(
-        epochs=3,
-        lr=3e-3,
-        batch_size=8,
-        samples_per_epoch=32,
-        warmup_steps=2,
-        seed=1,
-        out_dir=out,
-        progress=False,
-        model_name="realtime",
-        threads=1,
-    )
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
 
 
 def test_training_lowers_the_loss_and_saves_config(tiny_corpus: list[Utterance], tmp_path: Path) -> None:
@@ -98,17 +43,10 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_corpus: list[Utterance], tm
     straight = build_model("realtime", TINY, LABELS)
     train(straight, train_ds, val_ds, _cfg(tmp_path / "a"))
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_first(record: dict[str, object]) -> None:
-        if record["epoch"] == 0:
-            raise Crash
-
     torch.manual_seed(0)
     first = build_model("realtime", TINY, LABELS)
     with pytest.raises(Crash):
-        train(first, train_ds, val_ds, _cfg(tmp_path / "b"), on_epoch=crash_after_first)
+        train(first, train_ds, val_ds, _cfg(tmp_path / "b"), on_epoch=crash_after(0))
     torch.manual_seed(123)  # a fresh process: different init, weights must come from the checkpoint
     resumed = build_model("realtime", TINY, LABELS)
     result = train(resumed, train_ds, val_ds, _cfg(tmp_path / "b", resume=True))
@@ -322,83 +260,3 @@ def test_emotrack_train_json_summarises_the_run(tiny_corpus: list[Utterance], tm
     assert doc["test"]["n"] == 12  # spk_c: 6 sad + 6 angry, held out
     assert doc["engine_dir"] == str(tmp_path / "run" / "engine") and doc["parity"]["passed"] is True
     assert (tmp_path / "run" / "engine" / "engine.json").is_file()
-
-
-def test_average_last_saves_the_mean_of_the_last_epochs_and_resumes(
-    tiny_corpus: list[Utterance], tmp_path: Path
-) -> None:
-    train_ds, val_ds = _datasets(tiny_corpus)
-    seen: list[dict[str, torch.Tensor]] = []
-    torch.manual_seed(0)
-    model = build_model("realtime", TINY, LABELS)
-
-    def keep(record: dict[str, object]) -> None:
-        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-
-    result = train(model, train_ds, val_ds, _cfg(tmp_path / "a", average_last=2), on_epoch=keep)
-    assert result.best_epoch == 2 and len(seen) == 3
-    averaged = load_checkpoint_model(tmp_path / "a" / "best")
-    for name, value in averaged.state_dict().items():
-        if value.is_floating_point():
-            expected = (seen[1][name].double() + seen[2][name].double()) / 2
-            assert torch.allclose(value.double(), expected, atol=1e-6), name
-    meta = json.loads((tmp_path / "a" / "best.json").read_text())
-    assert meta["select_on"] == "mean of the last 2 epochs' weights"
-    assert "val_ua" in meta["metrics"] and meta["metrics"]["averaged_epochs"] == 2
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_second(record: dict[str, object]) -> None:
-        if record["epoch"] == 1:
-            raise Crash
-
-    torch.manual_seed(0)
-    with pytest.raises(Crash):
-        train(
-            build_model("realtime", TINY, LABELS),
-            train_ds,
-            val_ds,
-            _cfg(tmp_path / "b", average_last=2),
-            on_epoch=crash_after_second,
-        )
-    resumed = build_model("realtime", TINY, LABELS)
-    train(resumed, train_ds, val_ds, _cfg(tmp_path / "b", average_last=2, resume=True))
-    again = load_checkpoint_model(tmp_path / "b" / "best")
-    for (name, a), b in zip(averaged.state_dict().items(), again.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-
-
-def test_mixup_loss_is_the_mix_of_both_clips_losses(tiny_corpus: list[Utterance], tmp_path: Path) -> None:
-    from training.mixup import mixup_loss, permuted
-
-    train_ds, _ = _datasets(tiny_corpus)
-    batch = repeat_pad(collate([train_ds[i] for i in range(8)]))
-    torch.manual_seed(0)
-    model = build_model("realtime", TINY, LABELS).eval()
-    torch.manual_seed(5)
-    loss, _ = mixup_loss(model, batch, alpha=0.4)
-    torch.manual_seed(5)  # the same weight and partners, recomputed by hand
-    lam = float(torch.distributions.Beta(torch.tensor(0.4), torch.tensor(0.4)).sample())
-    lam = max(lam, 1 - lam)
-    order = torch.randperm(len(batch))
-    logits, vad = model(lam * batch.audio + (1 - lam) * batch.audio[order])
-    own, _ = model.loss_from_outputs(logits, vad, batch)
-    other, _ = model.loss_from_outputs(logits, vad, permuted(batch, order))
-    assert 0.5 <= lam <= 1.0 and not torch.equal(order, torch.arange(len(batch)))
-    assert torch.allclose(loss, lam * own + (1 - lam) * other)
-    result = train(model.train(), train_ds, None, _cfg(tmp_path / "m", epochs=6, mixup=0.4))
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
-
-
-def test_mixup_refuses_models_with_extra_inputs(tiny_corpus: list[Utterance], tmp_path: Path) -> None:
-    from training.models.base import ModelError
-
-    class WithText(type(build_model("realtime", TINY, LABELS))):  # type: ignore[misc]
-        def compute_loss(self, batch):  # type: ignore[no-untyped-def]
-            return super().compute_loss(batch)
-
-    model = WithText(LABELS, build_model("realtime", TINY, LABELS).cfg)
-    train_ds, _ = _datasets(tiny_corpus)
-    with pytest.raises(ModelError, match="mixup needs an audio-only model"):
-        train(model, train_ds, None, _cfg(tmp_path / "t", mixup=0.4))

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import read_checkpoint_meta, resolve_checkpoint
+from training.checkpoints import load_checkpoint_model, read_checkpoint_meta, resolve_checkpoint
 from training.data.dataset import AudioDataset
 from training.data.splits import devfold_actors
+from training.models.base import EmotionModel
+from training.models.ensemble import MeanEnsemble
 from training.pipeline import DataOptions, load_data
 from training.validation import Predictions, torch_scorer
 
@@ -41,6 +43,12 @@ class Member:
     @property
     def actors(self) -> tuple[int, ...]:
         return devfold_actors(self.k, self.fold)
+
+
+def load_runs(runs: list[Path]) -> EmotionModel:
+    """One run's best checkpoint, or a mean ensemble of several."""
+    models = [load_checkpoint_model(r) for r in runs]
+    return models[0] if len(models) == 1 else MeanEnsemble(models).eval()
 
 
 def run_subset(run: Path) -> list[str] | None:
@@ -84,8 +92,6 @@ def out_of_fold(members: list[Member]) -> dict[str, Any]:
     """Each fold's members (their mean ensemble where there are several) scored on that fold's validation
     speakers (whole utterances, as in training-time validation), plus the pooled report over all folds:
     {"folds": {"run[+run...]": report}, "pooled": report}."""
-    from training.engine_select import load_runs
-
     pooled: Predictions | None = None
     folds: dict[str, Any] = {}
     for group in fold_groups(members).values():

@@ -23,19 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoints import load_checkpoint_model
-from training.cv_ensemble import CVError, cv_members, describe_cv, out_of_fold, run_data
+from training.cv_ensemble import CVError, cv_members, describe_cv, load_runs, out_of_fold, run_data
 from training.data.dataset import AudioDataset
-from training.models.base import EmotionModel
-from training.models.ensemble import MeanEnsemble
 from training.pipeline import load_data
 from training.validation import validate
-
-
-def load_runs(runs: list[Path]) -> EmotionModel:
-    """One run's best checkpoint, or a mean ensemble of several."""
-    models = [load_checkpoint_model(r) for r in runs]
-    return models[0] if len(models) == 1 else MeanEnsemble(models).eval()
 
 
 def validation_scores(runs: list[Path], select_labels: list[str] | None = None) -> dict[str, Any]:

@@ -21,6 +21,12 @@ def supports_mixup(model: EmotionModel) -> bool:
     return type(model).compute_loss is EmotionModel.compute_loss
 
 
+def require_mixup(model: EmotionModel) -> None:
+    """ModelError unless `model` can be trained with mixup."""
+    if not supports_mixup(model):
+        raise ModelError(f"mixup needs an audio-only model; {type(model).__name__} uses extra inputs")
+
+
 def permuted(batch: Batch, order: Tensor) -> Batch:
     """The batch's targets (and identities) in another row order; audio unchanged."""
     idx = order.tolist()
@@ -38,8 +44,7 @@ def permuted(batch: Batch, order: Tensor) -> Batch:
 def mixup_loss(model: EmotionModel, batch: Batch, alpha: float) -> tuple[Tensor, dict[str, float]]:
     """Loss on a mixed batch (torch's global RNG, which the trainer seeds per epoch, draws weight and
     partners)."""
-    if not supports_mixup(model):
-        raise ModelError(f"mixup needs an audio-only model; {type(model).__name__} uses extra inputs")
+    require_mixup(model)
     dist = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     lam = float(dist.sample())
     lam = max(lam, 1.0 - lam)

@@ -35,8 +35,8 @@ from training.checkpoints import (
 )
 from training.data.dataset import AudioDataset, balanced_sampler, balanced_weights, collate
 from training.data.types import Batch
-from training.mixup import mixup_loss, supports_mixup
-from training.models.base import EmotionModel, ModelError
+from training.mixup import mixup_loss, require_mixup
+from training.models.base import EmotionModel
 from training.validation import validate
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ def train(
     """Train `model` on `train_ds`, validate on `val_ds` after each epoch, keep best/last checkpoints."""
     if len(train_ds) == 0:
         raise ValueError("the training set is empty")
-    if cfg.mixup > 0 and not supports_mixup(model):
-        raise ModelError(f"mixup needs an audio-only model; {type(model).__name__} uses extra inputs")
+    if cfg.mixup > 0:
+        require_mixup(model)  # before any epoch, not at the first step
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
@@ -245,11 +245,8 @@ def train(
             "seconds": round(time.monotonic() - t0, 1),
             **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
         }
-        if val_ds is not None and len(val_ds) > 0:
-            val = validate(model, val_ds, cfg.select_labels)
-            record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
-            score = _selection_score(val, select_on)
-        else:
+        score = _validate_into(record, model, val_ds, cfg, select_on)
+        if score is None:
             score = -float(record.get("train_loss", math.inf))  # no validation set: lowest training loss
         history.append(record)
         if cfg.average_last > 0:
@@ -260,26 +257,13 @@ def train(
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
-        state = {
-            "epoch": epoch,
-            "step": step,
-            "best_metric": best,
-            "best_epoch": best_epoch,
-            "select_on": select_on,
-            "history": history,
-            "model_name": cfg.model_name,
-            "train_config": cfg.to_json(),
-        }
+        state = _state(cfg, epoch, step, best, best_epoch, select_on, history)
         save_checkpoint(last_path, model, state)
         save_file(optimizer_tensors(opt, model), str(out / "last.optim.safetensors"))
         if improved:
             save_checkpoint(best_path, model, {**state, "metrics": record})
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
-        line = f"{json.dumps(shown)}{'  *best*' if improved else ''}"
-        if cfg.progress:
-            tqdm.write(line)
-        else:
-            log.info("%s", line)
+        _emit(cfg, f"{json.dumps(shown)}{'  *best*' if improved else ''}")
         if on_epoch is not None:
             on_epoch(record)
     if cfg.average_last > 0 and history:
@@ -314,29 +298,58 @@ def _save_average(
     average.apply_to(model)
     last_epoch = int(history[-1]["epoch"])
     record: dict[str, Any] = {"epoch": last_epoch, "step": step, "averaged_epochs": average.count}
-    score = -math.inf
-    if val_ds is not None and len(val_ds) > 0:
-        val = validate(model, val_ds, cfg.select_labels)
-        record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
-        score = _selection_score(val, select_on)
-    state = {
-        "epoch": last_epoch,
+    score = _validate_into(record, model, val_ds, cfg, select_on)
+    score = -math.inf if score is None else score
+    chosen = f"mean of the last {average.count} epochs' weights"
+    state = _state(cfg, last_epoch, step, score, last_epoch, chosen, history)
+    save_checkpoint(best_path, model, {**state, "metrics": record})
+    _emit(cfg, f"weight average of {average.count} epochs: {json.dumps(record)}")
+    return score, last_epoch
+
+
+def _validate_into(
+    record: dict[str, Any],
+    model: EmotionModel,
+    val_ds: AudioDataset | None,
+    cfg: TrainConfig,
+    select_on: str,
+) -> float | None:
+    """Validate, add the figures to `record` as val_*, return the selection score (None: no validation)."""
+    if val_ds is None or len(val_ds) == 0:
+        return None
+    val = validate(model, val_ds, cfg.select_labels)
+    record.update({f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))})
+    return _selection_score(val, select_on)
+
+
+def _state(
+    cfg: TrainConfig,
+    epoch: int,
+    step: int,
+    best: float,
+    best_epoch: int,
+    select_on: str,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A checkpoint's metadata: counters, what chose it, the history and the config to rebuild the run."""
+    return {
+        "epoch": epoch,
         "step": step,
-        "best_metric": score,
-        "best_epoch": last_epoch,
-        "select_on": f"mean of the last {average.count} epochs' weights",
+        "best_metric": best,
+        "best_epoch": best_epoch,
+        "select_on": select_on,
         "history": history,
         "model_name": cfg.model_name,
         "train_config": cfg.to_json(),
-        "metrics": record,
     }
-    save_checkpoint(best_path, model, state)
-    line = f"weight average of {average.count} epochs: {json.dumps(record)}"
+
+
+def _emit(cfg: TrainConfig, line: str) -> None:
+    """One line per epoch: above the progress bar, or to the log without one."""
     if cfg.progress:
         tqdm.write(line)
     else:
         log.info("%s", line)
-    return score, last_epoch
 
 
 def seed_everything(seed: int) -> None:

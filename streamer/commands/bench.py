@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,14 @@ def _positive_float(text: str) -> float:
     if v == 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return v
+
+
+def _sweep(
+    p: argparse.ArgumentParser, flag: str, kind: Callable[[str], Any], default: Any, metavar: str, text: str
+) -> None:
+    """A setting the bench can sweep (one trial per value), defaulting to the daemon's own value."""
+    text = f"{text} (default: the daemon's, {default})"
+    p.add_argument(flag, type=kind, nargs="+", default=[default], metavar=metavar, help=text)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -107,30 +116,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="INTRA[:INTER]",
         help="engine threads (default: runtime's)",
     )
-    p.add_argument(
-        "--max-batch",
-        type=_positive_int,
-        nargs="+",
-        default=[daemon.max_batch],
-        metavar="N",
-        help="windows per engine call (default: the daemon's)",
-    )
-    p.add_argument(
-        "--max-wait-ms",
-        type=_nonneg_float,
-        nargs="+",
-        default=[daemon.max_wait_ms],
-        metavar="MS",
-        help="wait for a batch to fill (default: the daemon's)",
-    )
-    p.add_argument(
-        "--workers",
-        type=_positive_int,
-        nargs="+",
-        default=[daemon.workers],
-        metavar="N",
-        help="engine calls at once, ours (default: the daemon's); the research way makes one at a time",
-    )
+    _sweep(p, "--max-batch", _positive_int, daemon.max_batch, "N", "windows per engine call")
+    _sweep(p, "--max-wait-ms", _nonneg_float, daemon.max_wait_ms, "MS", "wait for a batch to fill")
+    _sweep(p, "--workers", _positive_int, daemon.workers, "N", "engine calls at once (ours; research: 1)")
     p.add_argument(
         "--max-pending",
         type=_positive_int,
