@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.models.base import EmotionModel
 
@@ -24,8 +24,19 @@ class CheckpointError(Exception):
     """A missing, incomplete or mismatched checkpoint (one-line message naming the file)."""
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer, model: EmotionModel) -> dict[str, Tensor]:
-    names = {id(p): n for n, p in model.named_parameters()}
+def trained_parameters(model: nn.Module, extra: nn.Module | None = None) -> dict[str, nn.Parameter]:
+    """Every parameter the optimiser updates, by a stable name: the model's own names, and those of a
+    training-only module (the speaker adversary) under `adversary.`."""
+    params = dict(model.named_parameters())
+    if extra is not None:
+        params.update({f"adversary.{n}": p for n, p in extra.named_parameters()})
+    return params
+
+
+def optimizer_tensors(
+    opt: torch.optim.Optimizer, model: nn.Module, extra: nn.Module | None = None
+) -> dict[str, Tensor]:
+    names = {id(p): n for n, p in trained_parameters(model, extra).items()}
     out: dict[str, Tensor] = {}
     for group in opt.param_groups:
         for p in group["params"]:
@@ -36,9 +47,9 @@ def optimizer_tensors(opt: torch.optim.Optimizer, model: EmotionModel) -> dict[s
 
 
 def load_optimizer_tensors(
-    opt: torch.optim.Optimizer, model: EmotionModel, tensors: dict[str, Tensor]
+    opt: torch.optim.Optimizer, model: nn.Module, tensors: dict[str, Tensor], extra: nn.Module | None = None
 ) -> None:
-    params = dict(model.named_parameters())
+    params = trained_parameters(model, extra)
     for key, val in tensors.items():
         name, _, slot = key.rpartition("::")
         p = params.get(name)

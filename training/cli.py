@@ -20,7 +20,7 @@ PROG = "emotrack"
 TRAIN_KEYS = {"epochs", "lr", "weight_decay", "batch_size", "seed", "max_steps", "warmup_steps",
               "label_smoothing", "vad_weight", "vad_loss", "grad_clip", "balanced", "samples_per_epoch",
               "threads", "corpus_weights", "select_labels", "average_last",
-              "mixup"}  # fmt: skip
+              "mixup", "speaker_adversary"}  # fmt: skip
 DATA_KEYS = {"corpora", "labels", "merge_calm", "split", "fraction", "crop_s", "augment"}
 
 

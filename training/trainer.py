@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from training.adversary import SpeakerAdversary, adversarial_loss, require_embedding, speaker_keys
 from training.averaging import WeightAverage
 from training.checkpoints import (
     CheckpointError,
@@ -69,6 +70,7 @@ class TrainConfig:
     select_labels: list[str] | None = None  # choose on UA over these labels only (argmax restricted)
     mixup: float = 0.0  # > 0: mixup with Beta(mixup, mixup) weights (`training.mixup`, audio-only models)
     average_last: int = 0  # > 0: the final model is the mean of the weights after each of the last N epochs
+    speaker_adversary: float = 0.0  # > 0: gradient-reversal scale of a speaker classifier (adversary.py)
     model_name: str = ""  # registry name, stored in checkpoints so they can be rebuilt
     extra: dict[str, Any] = field(default_factory=dict)  # data description etc., saved in config.json
 
@@ -142,6 +144,7 @@ def train(
         raise ValueError("the training set is empty")
     if cfg.mixup > 0:
         require_mixup(model)  # before any epoch, not at the first step
+    adversary = _build_adversary(model, train_ds, cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
@@ -171,15 +174,19 @@ def train(
     no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if adversary is not None:
+        groups.append({"params": list(adversary.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     )
     last_path, best_path = out / "last", out / "best"
     average_path = out / "average.safetensors"
+    adversary_path = out / "last.adversary.safetensors"
     average = WeightAverage()
     start_epoch, step, best, best_epoch = 0, 0, -math.inf, -1
     history: list[dict[str, Any]] = []
@@ -189,7 +196,11 @@ def train(
         opt_file = out / "last.optim.safetensors"
         if not opt_file.is_file():
             raise CheckpointError(f"cannot resume: optimiser state {opt_file} is missing")
-        load_optimizer_tensors(opt, model, load_file(str(opt_file)))
+        if adversary is not None:
+            if not adversary_path.is_file():
+                raise CheckpointError(f"cannot resume: speaker adversary state {adversary_path} is missing")
+            adversary.load_state_dict(load_file(str(adversary_path)))
+        load_optimizer_tensors(opt, model, load_file(str(opt_file)), adversary)
         start_epoch, step = int(meta["epoch"]) + 1, int(meta["step"])
         best, best_epoch = float(meta.get("best_metric", -math.inf)), int(meta.get("best_epoch", -1))
         history = list(meta.get("history", []))
@@ -227,7 +238,12 @@ def train(
             if step >= total_steps:
                 break
             padded = repeat_pad(batch)
-            loss, logs = mixup_loss(model, padded, cfg.mixup) if cfg.mixup > 0 else model.compute_loss(padded)
+            if adversary is not None:
+                loss, logs = adversarial_loss(model, adversary, padded, cfg.mixup)
+            elif cfg.mixup > 0:
+                loss, logs = mixup_loss(model, padded, cfg.mixup)
+            else:
+                loss, logs = model.compute_loss(padded)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -259,7 +275,9 @@ def train(
             best, best_epoch = score, epoch
         state = _state(cfg, epoch, step, best, best_epoch, select_on, history)
         save_checkpoint(last_path, model, state)
-        save_file(optimizer_tensors(opt, model), str(out / "last.optim.safetensors"))
+        if adversary is not None:
+            save_file({k: v.contiguous() for k, v in adversary.state_dict().items()}, str(adversary_path))
+        save_file(optimizer_tensors(opt, model, adversary), str(out / "last.optim.safetensors"))
         if improved:
             save_checkpoint(best_path, model, {**state, "metrics": record})
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
@@ -279,6 +297,21 @@ def train(
         step,
         history,
     )
+
+
+def _build_adversary(
+    model: EmotionModel, train_ds: AudioDataset, cfg: TrainConfig
+) -> SpeakerAdversary | None:
+    """The speaker classifier when `speaker_adversary` > 0, sized from the model's embedding."""
+    if cfg.speaker_adversary <= 0:
+        return None
+    require_embedding(model)
+    with torch.no_grad():
+        was_training = model.training
+        dim = int(model.eval().embed(torch.zeros(1, 16000)).shape[-1])  # type: ignore[operator]
+        model.train(was_training)
+    keys = speaker_keys([u.corpus for u in train_ds.utts], [u.speaker for u in train_ds.utts])
+    return SpeakerAdversary(dim, keys, cfg.speaker_adversary)
 
 
 def _save_average(

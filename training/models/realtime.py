@@ -39,6 +39,7 @@ class RealtimeConfig:
     time_mask: int = 20
     n_masks: int = 2
     functionals: int = 0  # > 0: utterance-level functionals branch of this width (`models.functionals`)
+    conv2d: int = 0  # > 0: a 2-D conv front end of this many channels over the log-mel (`SpectralFront2d`)
 
 
 def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -68,11 +69,13 @@ class SepBlock(nn.Module):
 
 
 class Stem(nn.Module):
-    """Conv stem: input channels -> `channels` at half the frame rate, then blocks to a quarter."""
+    """Conv stem: input channels -> `channels` at `stride` x the frame period, then blocks halve the rate."""
 
-    def __init__(self, c_in: int, channels: int, blocks: int, dropout: float) -> None:
+    def __init__(
+        self, c_in: int, channels: int, blocks: int, dropout: float, stride: int = 2, kernel: int = 5
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(c_in, channels, 5, stride=2, padding=2)
+        self.conv = nn.Conv1d(c_in, channels, kernel, stride=stride, padding=kernel // 2)
         self.bn = nn.BatchNorm1d(channels)
         self.blocks = nn.Sequential(
             *[SepBlock(channels, stride=2 if i == 0 else 1, dropout=dropout) for i in range(blocks)]
@@ -80,6 +83,31 @@ class Stem(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.blocks(F.gelu(self.bn(self.conv(x))))
+
+
+class SpectralFront2d(nn.Module):
+    """Two 3x3 conv layers over (mel band, frame), each halving the bands; the first also halves the frames.
+
+    Why: a 1-D stack sees each mel band as its own channel, so a pattern learnt at one speaker's pitch and
+    formants must be learnt again at another's. Kernels shared across frequency generalise over that shift,
+    which is most of what separates unseen speakers. Output [B, channels * n_mels / 4, ceil(T / 2)].
+    """
+
+    def __init__(self, n_mels: int, channels: int) -> None:
+        super().__init__()
+        if n_mels % 4:
+            raise ModelError(f"realtime: conv2d needs n_mels divisible by 4, got {n_mels}")
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=(2, 1), padding=1)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.out_channels = channels * (n_mels // 4)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        x = F.gelu(self.bn1(self.conv1(mel.unsqueeze(1))))
+        x = F.gelu(self.bn2(self.conv2(x)))
+        b, c, f, t = x.shape
+        return x.reshape(b, c * f, t)
 
 
 class GatedCrossAttention(nn.Module):
@@ -135,12 +163,16 @@ class RealtimeModel(EmotionModel):
         self.logmel = LogMel(c.n_mels, n_fft=c.n_fft, hop=160, win=c.n_fft)
         self.prosody = Prosody()
         self.prosody_bn = nn.BatchNorm1d(N_FEATURES)  # raw (un-normalised) prosody levels, e.g. pitch
-        self.spec_stem = Stem(c.n_mels, c.channels, c.blocks, c.dropout * 0.5)
+        # absent (not just unused) when off, so checkpoints without it still load strictly
+        self.front2d = SpectralFront2d(c.n_mels, c.conv2d) if c.conv2d > 0 else None
+        if self.front2d is None:
+            self.spec_stem = Stem(c.n_mels, c.channels, c.blocks, c.dropout * 0.5)
+        else:  # the front already halved the frame rate; a pointwise projection, its kernels gave context
+            self.spec_stem = Stem(self.front2d.out_channels, c.channels, c.blocks, c.dropout * 0.5, 1, 1)
         self.pros_stem = Stem(2 * N_FEATURES, c.prosody_channels, 2, c.dropout * 0.5)
         self.fusion = GatedCrossAttention(c.channels, c.prosody_channels, c.heads)
         self.post = SepBlock(c.channels, dropout=c.dropout * 0.5)
         self.pool = AttentiveStatsPool(c.channels)
-        # absent (not just unused) when off, so checkpoints without it still load strictly
         self.func = FunctionalsBranch(c.n_mels, c.functionals, c.dropout) if c.functionals > 0 else None
         d_in = 2 * c.channels + max(c.functionals, 0)
         self.trunk = nn.Sequential(nn.Linear(d_in, c.channels), nn.GELU(), nn.Dropout(c.dropout))
@@ -183,6 +215,8 @@ class RealtimeModel(EmotionModel):
         if self.training and self.cfg.n_masks > 0:
             mel = self._spec_augment(mel)
         pros = torch.cat([instance_norm(pros_raw), self.prosody_bn(pros_raw)], dim=1)
+        if self.front2d is not None:
+            mel = self.front2d(mel)
         s = self.spec_stem(mel).transpose(1, 2)  # [B, T', C]
         p = self.pros_stem(pros).transpose(1, 2)  # [B, T', Cp]
         fused = self.fusion(s, p).transpose(1, 2)
