@@ -43,7 +43,7 @@ def require_embedding(model: EmotionModel) -> None:
     """ModelError unless `model` exposes `embed(audio)` and `heads(embedding)`."""
     if not (callable(getattr(model, "embed", None)) and callable(getattr(model, "heads", None))):
         name = type(model).__name__
-        raise ModelError(f"speaker_adversary needs a model with embed() and heads(); {name} has neither")
+        raise ModelError(f"speaker_adversary needs a model with embed() and heads(); {name} lacks them")
 
 
 class SpeakerAdversary(nn.Module):
