@@ -21,7 +21,7 @@ TRAIN_KEYS = {"epochs", "lr", "weight_decay", "batch_size", "seed", "max_steps",
               "label_smoothing", "vad_weight", "vad_loss", "grad_clip", "balanced", "samples_per_epoch",
               "threads", "corpus_weights", "select_labels", "average_last",
               "mixup", "speaker_adversary"}  # fmt: skip
-DATA_KEYS = {"corpora", "labels", "merge_calm", "split", "fraction", "crop_s", "augment"}
+DATA_KEYS = {"corpora", "labels", "merge_calm", "split", "fraction", "crop_s", "augment", "augment_options"}
 
 
 class ConfigFileError(Exception):
@@ -31,13 +31,14 @@ class ConfigFileError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from engines.errors import EngineError
     from training.checkpoints import CheckpointError
+    from training.data.augment import AugmentConfigError
     from training.data.corpora import CorpusError
     from training.data.dataset import AudioLoadError
     from training.data.splits import SplitError
     from training.models.base import ModelError
 
     return (ConfigFileError, EngineError, CheckpointError, CorpusError, AudioLoadError, SplitError,
-            ModelError, FileNotFoundError, PermissionError)  # fmt: skip
+            ModelError, AugmentConfigError, FileNotFoundError, PermissionError)  # fmt: skip
 
 
 def fail(message: str, code: int = 1) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.data.augment import Augmenter
+from training.data.augment import augmenter_from_options
 from training.data.corpora import CorpusError, parse_corpus_specs
 from training.data.dataset import AudioDataset, select_labels
 from training.data.labels import category_vad, resolve_label_set
@@ -49,6 +49,7 @@ class DataOptions:
     fraction: float | None = None  # keep only this fraction of the training speakers
     crop_s: float = 2.0
     augment: bool = True
+    augment_options: dict[str, Any] = field(default_factory=dict)  # Augmenter settings (`augment.TUNABLE`)
 
 
 def git_revision() -> str:
@@ -146,7 +147,8 @@ def datasets(split: Split, labels: list[str], opts: DataOptions, seed: int) -> t
     if opts.augment:
         rng = random.Random(seed)
         pool_idx = rng.sample(range(len(train_ds)), min(64, len(train_ds)))
-        train_ds.augment = Augmenter(babble_pool=[train_ds.audio(i) for i in pool_idx])
+        pool = [train_ds.audio(i) for i in pool_idx]
+        train_ds.augment = augmenter_from_options(opts.augment_options, pool)
     val_ds = AudioDataset(split.val, labels, seed=seed)
     test_ds = AudioDataset(split.test, labels, seed=seed)
     return train_ds, val_ds, test_ds

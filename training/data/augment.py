@@ -5,8 +5,9 @@ perturbations narrow that gap. Everything works on mono float32 numpy arrays at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import soxr
@@ -136,6 +137,10 @@ def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
 
 
+class AugmentConfigError(ValueError):
+    """Augmentation settings that cannot work (one-line message naming the setting)."""
+
+
 @dataclass
 class Augmenter:
     """Random chain of perturbations; each applied with its own probability, parameters drawn uniformly.
@@ -162,12 +167,14 @@ class Augmenter:
     def __post_init__(self) -> None:
         probs = (self.noise_prob, self.reverb_prob, self.gain_prob, self.speed_prob, self.pitch_prob)
         if any(not 0.0 <= p <= 1.0 for p in probs):
-            raise ValueError("augmentation probabilities must lie in [0, 1]")
+            raise AugmentConfigError("augmentation probabilities must lie in [0, 1]")
         bad = set(self.noise_kinds) - {"white", "pink", "babble"}
         if bad:
-            raise ValueError(f"unknown noise kind(s): {', '.join(sorted(bad))} (use white, pink, babble)")
+            raise AugmentConfigError(
+                f"unknown noise kind(s): {', '.join(sorted(bad))} (use white, pink, babble)"
+            )
         if self.speed[0] <= 0:
-            raise ValueError("speed factors must be positive")
+            raise AugmentConfigError("speed factors must be positive")
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augmented copy of x (mono float32), finite and within [-1, 1]."""
@@ -199,3 +206,40 @@ class Augmenter:
         if kind == "babble":
             return babble_noise(n, self.babble_pool, rng)
         return pink_noise(n, rng) if kind == "pink" else white_noise(n, rng)
+
+
+TUNABLE = ("noise_snr_db", "noise_prob", "noise_kinds", "reverb_prob", "rt60_s", "gain_db", "gain_prob",
+           "speed", "speed_prob", "pitch_semitones", "pitch_prob")  # fmt: skip
+
+
+def augmenter_from_options(options: Mapping[str, Any], babble_pool: list[np.ndarray]) -> Augmenter:
+    """An `Augmenter` with the defaults overridden by a config's `augment_options` (ranges as 2-lists)."""
+    bad = sorted(set(options) - set(TUNABLE))
+    if bad:
+        raise AugmentConfigError(
+            f"unknown augment_options key(s) {', '.join(bad)} (known: {', '.join(TUNABLE)})"
+        )
+    types = {f.name: f.type for f in fields(Augmenter)}
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "noise_kinds":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise AugmentConfigError("augment_options.noise_kinds must be a list of names")
+            kwargs[key] = tuple(value)
+        elif "tuple" in str(types[key]):
+            if not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value):
+                raise AugmentConfigError(f"augment_options.{key} must be a [low, high] pair of numbers")
+            if value[0] > value[1]:
+                raise AugmentConfigError(f"augment_options.{key}: low {value[0]} is above high {value[1]}")
+            kwargs[key] = (float(value[0]), float(value[1]))
+        else:
+            if not _is_number(value):
+                raise AugmentConfigError(f"augment_options.{key} must be a number, got {value!r}")
+            if key.endswith("_prob") and not 0.0 <= value <= 1.0:
+                raise AugmentConfigError(f"augment_options.{key} must lie in [0, 1], got {value}")
+            kwargs[key] = float(value)
+    return Augmenter(babble_pool=babble_pool, **kwargs)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
