@@ -93,7 +93,9 @@ def test_export_parity_at_several_lengths_and_batches(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS).eval()
     prov = {"training_data": "none (untrained test model)", "license": "test", "command": "pytest"}
-    engine_dir, parity = export_model_engine(model, tmp_path / "eng", name="t", version="0.0.1", provenance=prov)
+    engine_dir, parity = export_model_engine(
+        model, tmp_path / "eng", name="t", version="0.0.1", provenance=prov
+    )
     assert parity.passed, str(parity)
     engine = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1)
     for batch, seconds in ((1, 0.5), (3, 2.0), (2, 3.3)):
