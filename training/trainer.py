@@ -153,34 +153,13 @@ def train(
     model.loss_weights.label_smoothing = cfg.label_smoothing
     model.loss_weights.vad = cfg.vad_weight
     model.loss_weights.vad_loss = cfg.vad_loss
-    (out / "config.json").write_text(
-        json.dumps(
-            {
-                "train": cfg.to_json(),
-                "model": {"name": cfg.model_name, "config": model.config_dict(), "labels": model.labels},
-                "train_items": len(train_ds),
-                "val_items": len(val_ds or []),
-            },
-            indent=2,
-            default=str,
-        )
-    )
+    _write_run_config(out, model, cfg, len(train_ds), len(val_ds or []))
     n_samples = cfg.samples_per_epoch or len(train_ds)
     steps_per_epoch = max(1, n_samples // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
-    groups: list[dict[str, Any]] = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if adversary is not None:
-        groups.append({"params": list(adversary.parameters()), "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    opt = _optimizer(model, adversary, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     )
@@ -297,6 +276,34 @@ def train(
         step,
         history,
     )
+
+
+def _write_run_config(out: Path, model: EmotionModel, cfg: TrainConfig, n_train: int, n_val: int) -> None:
+    """The full config beside the run's outputs, so any run can be rebuilt from its directory."""
+    doc = {
+        "train": cfg.to_json(),
+        "model": {"name": cfg.model_name, "config": model.config_dict(), "labels": model.labels},
+        "train_items": n_train,
+        "val_items": n_val,
+    }
+    (out / "config.json").write_text(json.dumps(doc, indent=2, default=str))
+
+
+def _optimizer(
+    model: EmotionModel, adversary: SpeakerAdversary | None, cfg: TrainConfig
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases or norms); the adversary's head undecayed."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if adversary is not None:
+        groups.append({"params": list(adversary.parameters()), "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def _build_adversary(
