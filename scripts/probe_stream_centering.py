@@ -1,0 +1,82 @@
+"""Could the daemon alone (no new engine) normalise per stream? A probe on the cross-validation runs.
+
+Each fold's runs (their mean ensemble, trained without that fold's actors) score every clip of the fold's
+RAVDESS actors, all eight emotions. Per speaker, the mean of the four-class log-probabilities over that
+speaker's clips is subtracted before the argmax: what a stream could do by centring its scores on a running
+mean. Pooled out-of-fold four-class UA over actors 1-18, three ways: raw, centred over all the speaker's clips
+(every emotion), centred over the four-class clips only, and causally (a running mean, clips in random order).
+Actors 19-24 are not read.
+Usage: python scripts/probe_stream_centering.py CORPORA_DIR RUN_PREFIX... (e.g. runs/fmix runs/fmixa1:
+runs/fmix_f0 ... runs/fmix_f5 must exist)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.cv_ensemble import load_runs
+from training.data.corpora import load_corpus
+from training.data.dataset import AudioDataset
+from training.data.labels import LABEL_SETS
+from training.metrics import unweighted_accuracy
+from training.validation import pad_clip, torch_scorer
+
+
+def centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, reference: np.ndarray) -> float:
+    """UA on labelled rows after subtracting each speaker's mean log-probability over `reference` rows."""
+    out = logp.copy()
+    for spk in set(speakers.tolist()):
+        rows = speakers == spk
+        out[rows] -= logp[rows & reference].mean(axis=0)
+    keep = y >= 0
+    return unweighted_accuracy(y[keep], out[keep].argmax(axis=1), logp.shape[1])
+
+
+def causal_centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, seed: int = 0) -> float:
+    """As a stream would: each speaker's clips in a random order, each centred on the running mean of the
+    log-probabilities of that speaker's clips so far (itself included), so the first clips are barely moved."""
+    rng = np.random.default_rng(seed)
+    out = logp.copy()
+    for spk in sorted(set(speakers.tolist())):
+        rows = rng.permutation(np.flatnonzero(speakers == spk))
+        running = np.cumsum(logp[rows], axis=0) / np.arange(1, len(rows) + 1)[:, None]
+        out[rows] = logp[rows] - running
+    keep = y >= 0
+    return unweighted_accuracy(y[keep], out[keep].argmax(axis=1), logp.shape[1])
+
+
+def main() -> None:
+    corpora, prefixes = Path(sys.argv[1]), sys.argv[2:]
+    labels = LABEL_SETS["4"]
+    ravdess = load_corpus("ravdess", corpora / "ravdess")
+    logps, ys, spks = [], [], []
+    torch.set_num_threads(2)
+    for fold in range(6):
+        actors = {f"ravdess_{a:02d}" for a in range(3 * fold + 1, 3 * fold + 4)}
+        utts = [u for u in ravdess if u.speaker in actors]
+        model = load_runs([Path(f"{p}_f{fold}") for p in prefixes]).eval()
+        score = torch_scorer(model)
+        ds = AudioDataset(utts, labels)
+        for i, u in enumerate(utts):
+            logits, _ = score(pad_clip(ds.audio(i)))
+            assert logits is not None
+            logps.append(torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy())
+            ys.append(labels.index(u.label) if u.label in labels else -1)
+            spks.append(u.speaker)
+    logp, y, speakers = np.stack(logps), np.array(ys), np.array(spks)
+    keep = y >= 0
+    raw = unweighted_accuracy(y[keep], logp[keep].argmax(axis=1), len(labels))
+    every = centred_ua(logp, y, speakers, np.ones(len(y), dtype=bool))
+    four = centred_ua(logp, y, speakers, keep)
+    causal = [causal_centred_ua(logp, y, speakers, seed) for seed in range(5)]
+    print(f"{'+'.join(prefixes)}: n={int(keep.sum())} raw {raw:.3f}, centred on every emotion {every:.3f}, "
+          f"centred on the four-class clips {four:.3f}, running mean in 5 random orders "
+          f"{' '.join(f'{c:.3f}' for c in causal)}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
