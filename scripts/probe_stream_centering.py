@@ -37,14 +37,15 @@ def centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, reference:
 
 
 def causal_centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, seed: int = 0) -> float:
-    """As a stream would: each speaker's clips in a random order, each centred on the running mean of the
-    log-probabilities of that speaker's clips so far (itself included), so the first clips are barely moved."""
+    """As a stream would: each speaker's clips in a random order, each centred on the mean log-probability
+    of that speaker's earlier clips (the first clip is left as it is)."""
     rng = np.random.default_rng(seed)
     out = logp.copy()
     for spk in sorted(set(speakers.tolist())):
         rows = rng.permutation(np.flatnonzero(speakers == spk))
-        running = np.cumsum(logp[rows], axis=0) / np.arange(1, len(rows) + 1)[:, None]
-        out[rows] = logp[rows] - running
+        earlier = np.cumsum(logp[rows], axis=0) - logp[rows]  # sum over the clips before each one
+        count = np.arange(len(rows))[:, None]
+        out[rows[1:]] = logp[rows[1:]] - earlier[1:] / count[1:]
     keep = y >= 0
     return unweighted_accuracy(y[keep], out[keep].argmax(axis=1), logp.shape[1])
 
