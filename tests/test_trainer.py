@@ -210,22 +210,25 @@ def test_selection_on_a_label_subset(tiny_corpus: list[Utterance], tmp_path: Pat
     )
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "training" / "configs").glob("*.toml")))
+CONFIGS = REPO / "training" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.toml")))
 def test_shipped_training_configs_parse(name: str, tmp_path: Path) -> None:
     import argparse
 
     from training.cli import _train_options, add_train_parser
+    from training.data.augment import augmenter_from_options
     from training.models import build_model as build
 
     sub = argparse.ArgumentParser().add_subparsers()
-    args = add_train_parser(sub).parse_args(
-        [str(REPO / "training" / "configs" / name), "--out", str(tmp_path)]
-    )
+    args = add_train_parser(sub).parse_args([str(CONFIGS / name), "--out", str(tmp_path)])
     model_name, model_cfg, data, cfg, engine = _train_options(args)
     assert model_name == "realtime" and data.split in ("default", "devall") and cfg.threads == 1
     assert data.split == "default" or cfg.average_last > 0  # devall has no validation to choose on
     assert engine["window_s"] == 2.0 and cfg.out_dir == tmp_path
     build(model_name, model_cfg, ["neutral", "happy", "sad", "angry"])  # every model key is known
+    augmenter_from_options(data.augment_options, babble_pool=[])  # every augmentation setting is known
 
 
 def test_cli_missing_backbone_is_a_one_line_error(tiny_corpus: list[Utterance], tmp_path: Path) -> None:
