@@ -1,5 +1,6 @@
 """Training fixtures: a tiny synthetic two-emotion corpus written to disk (three speakers), its datasets, a
-fast training config and a crash-after-epoch hook for resume tests (registered in tests/conftest.py)."""
+fast training config, and a crash-after-epoch hook and weight comparison for resume tests (registered in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from training.data.dataset import AudioDataset
 from training.data.types import Utterance
-from training.trainer import TrainConfig
+from training.models import build_model
+from training.trainer import TrainConfig, train
 
 SR = 16000
 LABELS = ["sad", "angry"]
@@ -84,3 +87,17 @@ def crash_after(epoch: int) -> Callable[[dict[str, object]], None]:
             raise Crash
 
     return hook
+
+
+def crashed_run(train_ds: AudioDataset, val_ds: AudioDataset, out: Path, epoch: int, **kw: object) -> None:
+    """A run of a fresh seed-0 model killed once `epoch` has finished (its checkpoints written)."""
+    torch.manual_seed(0)
+    with pytest.raises(Crash):
+        model = build_model("realtime", TINY, LABELS)
+        train(model, train_ds, val_ds, tiny_train_config(out, **kw), on_epoch=crash_after(epoch))
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Bit-identical state dicts, tensor by tensor."""
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.fixtures_training import LABELS, TINY, Crash, crash_after
+from tests.fixtures_training import LABELS, TINY, assert_same_weights, crashed_run
 from tests.fixtures_training import tiny_datasets as _datasets
 from tests.fixtures_training import tiny_train_config as _cfg
 from training.adversary import SpeakerAdversary, adversarial_loss, require_embedding, reverse_gradient
-from training.checkpoints import load_checkpoint_model
+from training.checkpoints import CheckpointError, load_checkpoint_model
 from training.data.dataset import collate
 from training.data.types import Utterance
 from training.mixup import permuted
@@ -104,25 +104,15 @@ def test_runs_resume_and_leave_plain_checkpoints(tiny_corpus: list[Utterance], t
     plain = load_checkpoint_model(tmp_path / "a" / "best")  # loads strictly into the plain model
     assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["speaker_adversary"] == 0.2
 
-    torch.manual_seed(0)
-    with pytest.raises(Crash):
-        train(
-            build_model("realtime", TINY, LABELS),
-            train_ds,
-            val_ds,
-            _cfg(tmp_path / "b", **cfg),
-            on_epoch=crash_after(1),
-        )
+    crashed_run(train_ds, val_ds, tmp_path / "b", 1, **cfg)
     (tmp_path / "b" / "last.adversary.safetensors").rename(tmp_path / "adversary.bak")
-    with pytest.raises(Exception, match="speaker adversary state"):
+    with pytest.raises(CheckpointError, match="speaker adversary state"):
         train(
             build_model("realtime", TINY, LABELS), train_ds, val_ds, _cfg(tmp_path / "b", resume=True, **cfg)
         )
     (tmp_path / "adversary.bak").rename(tmp_path / "b" / "last.adversary.safetensors")
     train(build_model("realtime", TINY, LABELS), train_ds, val_ds, _cfg(tmp_path / "b", resume=True, **cfg))
-    again = load_checkpoint_model(tmp_path / "b" / "best")
-    for (name, a), b in zip(plain.state_dict().items(), again.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
+    assert_same_weights(plain, load_checkpoint_model(tmp_path / "b" / "best"))
 
 
 def test_models_without_an_embedding_are_refused() -> None:

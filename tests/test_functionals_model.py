@@ -9,20 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.model_helpers import SR, export_untrained, harmonic, training_losses
 from training.models import build_model
 from training.models.functionals import Functionals, soft_quantiles
 from training.prosody import Prosody
 
 torch.set_num_threads(1)
-SR = 16000
 LABELS = ["neutral", "happy", "sad", "angry"]
 TINY = {"n_mels": 16, "channels": 16, "prosody_channels": 8, "heads": 2, "blocks": 1, "functionals": 8}
-
-
-def harmonic(f0: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    wave = np.sum([np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)], axis=0)
-    return (amp * wave).astype(np.float32)
 
 
 def functionals_of(audio: np.ndarray) -> torch.Tensor:
@@ -76,31 +70,16 @@ def test_branch_is_additive_and_old_checkpoints_load_strictly() -> None:
 def test_training_steps_reduce_the_loss() -> None:
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS)
-    x = torch.from_numpy(np.stack([harmonic(f, 1.0) for f in (100.0, 150.0, 220.0, 300.0)] * 2))
-    y = torch.tensor([0, 1, 2, 3] * 2)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    losses = []
-    for _ in range(25):
-        logits, _vad = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model)
     assert losses[-1] < 0.5 * losses[0]
 
 
 def test_export_parity_with_digital_silence(tmp_path: Path) -> None:
     from engines import load_engine
-    from training.pipeline import export_model_engine
 
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS).eval()
-    prov = {"training_data": "none (untrained test model)", "license": "test", "command": "pytest"}
-    engine_dir, parity = export_model_engine(
-        model, tmp_path / "eng", name="t", version="0.0.1", provenance=prov
-    )
+    engine_dir, parity = export_untrained(model, tmp_path / "eng")
     assert parity.passed, str(parity)
     engine = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1)
     x = np.stack([harmonic(140, 2.0), harmonic(260, 2.0), harmonic(90, 2.0)])
@@ -119,7 +98,6 @@ def test_mean_ensemble_averages_members_and_exports(tmp_path: Path) -> None:
     from engines import load_engine
     from training.models.base import ModelError
     from training.models.ensemble import MeanEnsemble
-    from training.pipeline import export_model_engine
 
     torch.manual_seed(0)
     members = [build_model("realtime", TINY, LABELS).eval() for _ in range(2)]
@@ -135,10 +113,7 @@ def test_mean_ensemble_averages_members_and_exports(tmp_path: Path) -> None:
     torch.testing.assert_close(vad, (outs[0][1] + outs[1][1]) / 2)
     with pytest.raises(ModelError, match="share labels"):
         MeanEnsemble([members[0], build_model("realtime", TINY, LABELS[:3])])
-    prov = {"training_data": "none (untrained test model)", "license": "test", "command": "pytest"}
-    engine_dir, parity = export_model_engine(
-        ens, tmp_path / "ens", name="t", version="0.0.1", provenance=prov
-    )
+    engine_dir, parity = export_untrained(ens, tmp_path / "ens")
     assert parity.passed, str(parity)
     res = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1).infer(
         np.zeros((2, 32000), np.float32)

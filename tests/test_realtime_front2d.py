@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.model_helpers import SR, export_untrained, harmonic, training_losses
 from training.models import build_model
 from training.models.base import ModelError
 from training.models.realtime import SpectralFront2d
 
 torch.set_num_threads(1)
-SR = 16000
 LABELS = ["neutral", "happy", "sad", "angry"]
 TINY = {"n_mels": 16, "channels": 16, "prosody_channels": 8, "heads": 2, "blocks": 1, "conv2d": 4}
-
-
-def harmonic(f0: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(round(seconds * SR)) / SR
-    wave = np.sum([np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)], axis=0)
-    return (amp * wave).astype(np.float32)
 
 
 @pytest.mark.parametrize("n", [100, 8000, 16160, 32123])
@@ -71,31 +65,16 @@ def test_front_is_additive_and_old_checkpoints_load_strictly() -> None:
 def test_training_steps_reduce_the_loss() -> None:
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS)
-    x = torch.from_numpy(np.stack([harmonic(f, 1.0) for f in (100.0, 150.0, 220.0, 300.0)] * 2))
-    y = torch.tensor([0, 1, 2, 3] * 2)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    losses = []
-    for _ in range(25):
-        logits, _vad = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model)
     assert losses[-1] < 0.5 * losses[0]
 
 
 def test_export_parity_at_several_lengths_and_batches(tmp_path: Path) -> None:
     from engines import load_engine
-    from training.pipeline import export_model_engine
 
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS).eval()
-    prov = {"training_data": "none (untrained test model)", "license": "test", "command": "pytest"}
-    engine_dir, parity = export_model_engine(
-        model, tmp_path / "eng", name="t", version="0.0.1", provenance=prov
-    )
+    engine_dir, parity = export_untrained(model, tmp_path / "eng")
     assert parity.passed, str(parity)
     engine = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1)
     for batch, seconds in ((1, 0.5), (3, 2.0), (2, 3.3)):

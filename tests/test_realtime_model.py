@@ -8,19 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.model_helpers import SR, export_untrained, harmonic
 from training.models import build_model
 from training.models.base import ModelError, ccc_loss
 from training.prosody import Prosody, n_frames
 
 torch.set_num_threads(1)
-SR = 16000
 LABELS = ["neutral", "happy", "sad", "angry"]
 TINY = {"n_mels": 16, "channels": 16, "prosody_channels": 8, "heads": 2, "blocks": 1}
-
-
-def harmonic(f0: float, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    return (amp * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))).astype(np.float32)
 
 
 @pytest.mark.parametrize("f0", [80.0, 120.0, 200.0, 300.0, 450.0])
@@ -90,14 +85,10 @@ def test_ccc_loss_is_zero_for_perfect_and_ignores_missing_targets() -> None:
 
 def test_export_parity_and_engine_inference(tmp_path: Path) -> None:
     from engines import load_engine
-    from training.pipeline import export_model_engine
 
     torch.manual_seed(0)
     model = build_model("realtime", TINY, LABELS).eval()
-    prov = {"training_data": "none (untrained test model)", "license": "test", "command": "pytest"}
-    engine_dir, parity = export_model_engine(
-        model, tmp_path / "eng", name="t", version="0.0.1", provenance=prov
-    )
+    engine_dir, parity = export_untrained(model, tmp_path / "eng")
     assert parity.passed, str(parity)
     engine = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1)
     assert list(engine.labels) == LABELS

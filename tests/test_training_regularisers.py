@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures_training import LABELS, TINY, Crash, crash_after
+from tests.fixtures_training import LABELS, TINY, assert_same_weights, crashed_run
 from tests.fixtures_training import tiny_datasets as _datasets
 from tests.fixtures_training import tiny_train_config as _cfg
 from training.checkpoints import load_checkpoint_model
@@ -43,20 +43,10 @@ def test_average_last_saves_the_mean_of_the_last_epochs_and_resumes(
     assert meta["select_on"] == "mean of the last 2 epochs' weights"
     assert "val_ua" in meta["metrics"] and meta["metrics"]["averaged_epochs"] == 2
 
-    torch.manual_seed(0)
-    with pytest.raises(Crash):
-        train(
-            build_model("realtime", TINY, LABELS),
-            train_ds,
-            val_ds,
-            _cfg(tmp_path / "b", average_last=2),
-            on_epoch=crash_after(1),
-        )
+    crashed_run(train_ds, val_ds, tmp_path / "b", 1, average_last=2)
     resumed = build_model("realtime", TINY, LABELS)
     train(resumed, train_ds, val_ds, _cfg(tmp_path / "b", average_last=2, resume=True))
-    again = load_checkpoint_model(tmp_path / "b" / "best")
-    for (name, a), b in zip(averaged.state_dict().items(), again.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
+    assert_same_weights(averaged, load_checkpoint_model(tmp_path / "b" / "best"))
 
 
 def test_mixup_loss_is_the_mix_of_both_clips_losses(tiny_corpus: list[Utterance], tmp_path: Path) -> None:

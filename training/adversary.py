@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from training.data.types import Batch
-from training.mixup import permuted
+from training.mixup import draw_mix, permuted
 from training.models.base import EmotionModel, ModelError
 
 
@@ -84,14 +84,7 @@ def adversarial_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """The model's own loss plus the adversary's speaker cross-entropy, on a mixed batch when
     `mixup_alpha` > 0 (each loss the same mix of both clips' losses, as in `training.mixup`)."""
-    lam, order = 1.0, None
-    audio = batch.audio
-    if mixup_alpha > 0:
-        dist = torch.distributions.Beta(torch.tensor(mixup_alpha), torch.tensor(mixup_alpha))
-        lam = float(dist.sample())
-        lam = max(lam, 1.0 - lam)
-        order = torch.randperm(len(batch))
-        audio = lam * batch.audio + (1.0 - lam) * batch.audio[order]
+    lam, order, audio = draw_mix(batch, mixup_alpha) if mixup_alpha > 0 else (1.0, None, batch.audio)
     embedding = model.embed(audio)  # type: ignore[operator]
     logits, vad = model.heads(embedding)  # type: ignore[operator]
     spk_logits = adversary.logits(embedding)

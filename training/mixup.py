@@ -41,15 +41,20 @@ def permuted(batch: Batch, order: Tensor) -> Batch:
     )
 
 
-def mixup_loss(model: EmotionModel, batch: Batch, alpha: float) -> tuple[Tensor, dict[str, float]]:
-    """Loss on a mixed batch (torch's global RNG, which the trainer seeds per epoch, draws weight and
-    partners)."""
-    require_mixup(model)
+def draw_mix(batch: Batch, alpha: float) -> tuple[float, Tensor, Tensor]:
+    """(weight >= 0.5, partner order, mixed audio), drawn from torch's global RNG (which the trainer seeds
+    per epoch): the weight first, then the partners."""
     dist = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     lam = float(dist.sample())
     lam = max(lam, 1.0 - lam)
     order = torch.randperm(len(batch))
-    mixed = lam * batch.audio + (1.0 - lam) * batch.audio[order]
+    return lam, order, lam * batch.audio + (1.0 - lam) * batch.audio[order]
+
+
+def mixup_loss(model: EmotionModel, batch: Batch, alpha: float) -> tuple[Tensor, dict[str, float]]:
+    """Loss on a mixed batch (`draw_mix`)."""
+    require_mixup(model)
+    lam, order, mixed = draw_mix(batch, alpha)
     logits, vad = model(mixed)
     own, logs = model.loss_from_outputs(logits, vad, batch)
     partner, _ = model.loss_from_outputs(logits, vad, permuted(batch, order))

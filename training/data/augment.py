@@ -219,14 +219,14 @@ def augmenter_from_options(options: Mapping[str, Any], babble_pool: list[np.ndar
         raise AugmentConfigError(
             f"unknown augment_options key(s) {', '.join(bad)} (known: {', '.join(TUNABLE)})"
         )
-    types = {f.name: f.type for f in fields(Augmenter)}
+    defaults = {f.name: f.default for f in fields(Augmenter)}
     kwargs: dict[str, Any] = {}
     for key, value in options.items():
         if key == "noise_kinds":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise AugmentConfigError("augment_options.noise_kinds must be a list of names")
             kwargs[key] = tuple(value)
-        elif "tuple" in str(types[key]):
+        elif isinstance(defaults[key], tuple):  # a (low, high) range
             if not isinstance(value, list) or len(value) != 2 or not all(_is_number(v) for v in value):
                 raise AugmentConfigError(f"augment_options.{key} must be a [low, high] pair of numbers")
             if value[0] > value[1]:
