@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from streamer.centring import CentringConfig, StreamCentring
 from streamer.messages import SAMPLE_RATE, Scores, SpeechWindow, UtteranceEnded
 from streamer.records import EmotionValues, EngineRef, StateRecord, UtteranceRecord, WindowRecord
 from streamer.smoothing import Smoother, SmoothingConfig
@@ -83,12 +84,19 @@ class StreamTracker:
         has_vad: bool,
         smoothing: SmoothingConfig,
         start_seq: int = 0,
+        centring: CentringConfig | None = None,
     ) -> None:
         if start_seq < 0:
             raise ValueError(f"start_seq must be >= 0 (got {start_seq})")
         self.stream_id = stream_id
         self.engine_ref = engine_ref
         self.smoother = Smoother(labels, has_vad, smoothing)
+        self.centring = (
+            StreamCentring(len(labels), centring)
+            if centring is not None and centring.enabled and labels
+            else None
+        )
+        self._heard_to: float | None = None  # audio time the stream's scored windows reach
         self.stats = TrackerStats()
         self._next_seq = start_seq
         self._open: OrderedDict[int, _Accumulator] = OrderedDict()
@@ -108,9 +116,10 @@ class StreamTracker:
         if self._last_utterance is not None and window.utterance_id != self._last_utterance:
             self.smoother.silence(window.start_s)  # the pause between utterances
         self._last_utterance = window.utterance_id
-        acc.add(scores)
+        adapted = self._centre(window, scores)
+        acc.add(adapted)
         self.stats.windows_scored += 1
-        smoothed = self.smoother.update(scores, window.end_s)
+        smoothed = self.smoother.update(adapted, window.end_s)
         return WindowRecord(
             stream=self.stream_id,
             seq=self._take_seq(),
@@ -161,6 +170,23 @@ class StreamTracker:
             current=current.as_values(),
             engine=self.engine_ref,
         )
+
+    def _centre(self, window: SpeechWindow, scores: Scores) -> Scores:
+        """The scores centred on the stream's earlier windows (as they are when centring is off).
+
+        Each window teaches the reference only the audio it adds (overlapping windows count once), and
+        a long pause before it may start the reference again.
+        """
+        heard_to, self._heard_to = self._heard_to, max(window.end_s, self._heard_to or 0.0)
+        labels = self.smoother.labels
+        if self.centring is None or scores.probabilities is None or labels is None:
+            return scores
+        if heard_to is not None and window.start_s > heard_to:
+            self.centring.silence(window.start_s - heard_to)
+        new_audio = window.end_s - max(window.start_s, heard_to if heard_to is not None else window.start_s)
+        probs = [scores.probabilities[k] for k in labels]
+        centred = self.centring.adapt_probabilities(probs, max(new_audio, 0.0))
+        return Scores({k: float(p) for k, p in zip(labels, centred, strict=True)}, scores.vad)
 
     def _take_seq(self) -> int:
         seq = self._next_seq
