@@ -15,22 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.baseline import C_GRID, _fit, egemaps_features
+from training.baseline import C_GRID, _fit, egemaps_features, speaker_normalised
 from training.data.corpora import load_corpus
 from training.data.dataset import balanced_weights
 from training.data.labels import LABEL_SETS
 from training.data.types import Utterance
 from training.metrics import unweighted_accuracy
-
-
-def speaker_normalised(feats: np.ndarray, keys: list[str]) -> np.ndarray:
-    """Each row z-normalised by its speaker's statistics over all of that speaker's rows."""
-    out = np.empty_like(feats)
-    for key in set(keys):
-        rows = np.array([k == key for k in keys])
-        mean, std = feats[rows].mean(axis=0), feats[rows].std(axis=0) + 1e-6
-        out[rows] = (feats[rows] - mean) / std
-    return out
 
 
 def fold_of(u: Utterance) -> int:

@@ -4,9 +4,9 @@ An engine trained on a few dozen speakers mistakes a voice for an emotion (a low
 sad, a bright one as happy). A stream hears the same speaker for a long time, so the offset can be
 estimated from the stream itself: its running mean log-probability. Each window is centred on what
 came before it (never on itself or on later audio), ramped in over a warm-up, and the reference starts
-again after a long silence, when another speaker may follow. Opt-in: a plain mean assumes the stream's
-emotions are roughly balanced, and the "balanced" estimator (the mean of per-class means) is the one
-that leans less on that.
+again after a long silence, when another speaker may follow. A plain mean assumes the stream's emotions
+are roughly balanced; the strength below one is what keeps a mostly calm stream from being pushed into
+emotions (validated on both kinds of stream, docs/default-engine.md). ``enabled = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ _FLOOR = 1e-6  # probabilities are clipped here before the log, so a hard zero s
 
 @dataclass(frozen=True, slots=True)
 class CentringConfig:
-    """The ``[centring]`` section: off unless ``enabled``."""
+    """The ``[centring]`` section. The defaults are the setting picked on cross-validation by the rule in
+    docs/default-engine.md (strength 0.75, 30 s warm-up, plain mean)."""
 
-    enabled: bool = False  # centre each stream's class scores on its running mean
-    strength: float = 1.0  # fraction of the stream's offset removed, 0..1
-    warmup_s: float = 10.0  # speech seconds over which the strength ramps in
+    enabled: bool = True  # centre each stream's class scores on its running mean
+    strength: float = 0.75  # fraction of the stream's offset removed, 0..1
+    warmup_s: float = 30.0  # speech seconds over which the strength ramps in
     horizon_s: float = 600.0  # speech seconds the running mean spans (exponential beyond)
     reset_after_s: float = 120.0  # a silence this long starts a new reference (another speaker)
-    estimator: Estimator = "mean"  # mean | balanced (the mean of per-class means)
+    estimator: Estimator = "mean"  # balanced: the mean of per-class means
 
     def __post_init__(self) -> None:
         numbers = (self.strength, self.warmup_s, self.horizon_s, self.reset_after_s)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from streamer.centring import CentringConfig
 from streamer.configload import (
     ConfigError,
     apply_text,
@@ -135,6 +136,7 @@ class EmotrackConfig:
     windows: WindowsSection = field(default_factory=WindowsSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    centring: CentringConfig = field(default_factory=CentringConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     logs: LogsSection = field(default_factory=LogsSection)
     stdout: Literal["off", "text", "json"] = "off"

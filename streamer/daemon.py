@@ -282,6 +282,7 @@ class Daemon:
                     self._next_seq.get(stream_id, 0),
                     self.seqstore.start_seq(stream_id) if self.seqstore is not None else 0,
                 ),
+                centring=self.cfg.centring,
             )
             p = StreamPipeline(
                 stream_id,

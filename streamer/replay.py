@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.centring import CentringConfig
 from streamer.config import EmotrackConfig
 from streamer.convlog import Conversation, read_conversations
 from streamer.errors import EmotrackError
@@ -82,14 +83,17 @@ def _scores(w: WindowRecord) -> Scores:
     return Scores(probabilities=r.scores, vad=vad)
 
 
-def resmooth(conv: Conversation, smoothing: SmoothingConfig) -> list[Record]:
-    """The conversation's records again, from its raw scores, under ``smoothing`` (hop from the log)."""
+def resmooth(
+    conv: Conversation, smoothing: SmoothingConfig, centring: CentringConfig | None = None
+) -> list[Record]:
+    """The conversation's records again, from its raw scores, under ``smoothing`` (hop from the log)
+    and, when given, the stream ``centring``."""
     engine = conv.engine
     labels = conv.labels or None
     if engine is None or (labels is None and not conv.has_vad):
         raise ReplayError(f"{conv.paths[0]}: stream {conv.stream} has no scored windows to re-smooth")
     cfg = dataclasses.replace(smoothing, hop_s=estimate_hop(conv))
-    tracker = StreamTracker(conv.stream, engine, labels, conv.has_vad, cfg)
+    tracker = StreamTracker(conv.stream, engine, labels, conv.has_vad, cfg, centring=centring)
     events: list[WindowRecord | UtteranceRecord] = [*conv.windows, *conv.utterances]
     events.sort(key=lambda r: (r.seq, isinstance(r, UtteranceRecord)))
     dropped_done: set[int] = set()
@@ -242,7 +246,7 @@ async def replay(
         return results
     groups: list[tuple[str, Sequence[Record]]] = []
     for conv in convs:
-        recs: list[Record] = resmooth(conv, cfg.smoothing)
+        recs: list[Record] = resmooth(conv, cfg.smoothing, cfg.centring)
         if stream_id is not None:
             recs = [dataclasses.replace(r, stream=stream_id) for r in recs]
         groups.append((stream_id or conv.stream, recs))

@@ -92,6 +92,9 @@ def test_env_types_parse() -> None:
         ("[daemon]\nwatchdog = 1\n", "daemon.watchdog: expected bool"),
         ("sources = [{id = 'x'}]\n", "sources[0].spec: missing"),
         ("[inference\n", "invalid TOML"),
+        ("[centring]\nstrength = 1.5\n", "centring.strength must be in [0, 1]"),
+        ("[centring]\nestimator = 'median'\n", "centring.estimator: expected one of"),
+        ("[centring]\nwarm_up = 3\n", "centring.warm_up: unknown key"),
     ],
 )
 def test_file_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -111,6 +114,15 @@ def test_env_errors_name_the_variable() -> None:
         load_config(environ={"EMOTRACK_INFERENCE__NOPE": "1"})
 
 
+def test_centring_from_file_env_and_set(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "[centring]\nenabled = false\n"), environ={})
+    assert cfg.centring.enabled is False and cfg.centring.strength == 0.75
+    cfg = load_config(environ={"EMOTRACK_CENTRING__STRENGTH": "0.5"}, overrides=[("centring.warmup_s", "10")])
+    assert (cfg.centring.strength, cfg.centring.warmup_s) == (0.5, 10.0)
+    with pytest.raises(ConfigError, match=r"centring.warmup_s"):
+        load_config(environ={}, overrides=[("centring.warmup_s", "-1")])
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"config file .*nope.toml: not found"):
         load_config(tmp_path / "nope.toml", environ={})
@@ -121,6 +133,14 @@ def test_defaults_toml_round_trips() -> None:
     table = tomllib.loads(text)
     assert set(table) >= {"engine", "vad", "windows", "inference", "smoothing", "mqtt", "logs", "daemon"}
     assert table["inference"]["max_batch"] == 8
+    assert table["centring"] == {
+        "enabled": True,
+        "strength": 0.75,
+        "warmup_s": 30.0,
+        "horizon_s": 600.0,
+        "reset_after_s": 120.0,
+        "estimator": "mean",
+    }
     assert "# url =" in text  # None defaults are listed, commented out
     from streamer.config import apply_table
 

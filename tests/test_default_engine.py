@@ -123,3 +123,22 @@ def test_shipped_figures_match_a_fresh_evaluation(corpora_dir: Path) -> None:
     assert reports["all"].n == shipped["n_all"]
     for dim, value in (reports["4"].ccc or {}).items():
         assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)
+
+
+@pytest.mark.corpora
+def test_shipped_stream_figures_match_a_fresh_replay(corpora_dir: Path) -> None:
+    """The per-stream figures in the manifest: the test actors replayed through the daemon's own centring."""
+    from streamer.centring import CentringConfig
+    from training.evaluate import evaluate_default_engine
+    from training.stream_eval import clips_from_predictions, stream_figures
+
+    _, reports = evaluate_default_engine(ENGINE, corpora_dir / "ravdess", threads=1)
+    stream = read_manifest(ENGINE).provenance.metrics["stream"]
+    cfg = CentringConfig(**stream["centring"])
+    assert cfg == CentringConfig()  # what was measured is what the daemon does by default
+    clips = clips_from_predictions(reports["4"].predictions, reports["4"].label_set)
+    for mix, key in (("as-recorded", "as_recorded"), ("mostly-neutral", "mostly_neutral")):
+        figures = stream_figures(clips, cfg, mix, range(5))
+        assert figures.n_scored == stream[key]["n"]
+        assert figures.raw_mean == pytest.approx(stream[key]["ua_4_per_clip"], abs=0.01)
+        assert figures.centred_mean == pytest.approx(stream[key]["ua_4"], abs=0.01)

@@ -227,7 +227,19 @@ def test_cli_evaluate(
         run_evaluate(_cli(add_evaluate_parser, [*base, "--split", "speakers=21", "--calm-as-neutral"])) == 0
     )
     assert "UA " in capsys.readouterr().out
+    streams = [*base, "--split", "speakers=19,20,21", "--streams", "--stream-seeds", "2"]
+    assert run_evaluate(_cli(add_evaluate_parser, [*streams, "--centring", "strength=0.5", "--json"])) == 0
+    mixes = json.loads(capsys.readouterr().out)["streams"]
+    assert [m["mix"] for m in mixes] == ["as-recorded", "mostly-neutral"]
+    assert all(m["centring"]["strength"] == 0.5 and m["seeds"] == [0, 1] for m in mixes)
+    assert mixes[0]["n_scored"] == json.loads((out / "metrics.json").read_text())["n"]
+    assert run_evaluate(_cli(add_evaluate_parser, streams)) == 0
+    assert "streams, as-recorded: UA per clip" in capsys.readouterr().out
     cases = [
+        ([*streams, "--centring", "strength=2"], 2, "centring.strength"),
+        ([*streams, "--centring", "bogus=1"], 2, "centring.bogus"),
+        ([*streams, "--centring", "strength"], 2, "KEY=VALUE"),
+        ([*streams, "--stream-seeds", "0"], 2, "--stream-seeds"),
         ([*base, "--labels", "five"], 2, "--labels"),
         ([*base, "--split", "speakers=ravdess_77"], 1, "unknown speaker"),
         (
@@ -300,6 +312,10 @@ def test_baseline_on_generated_corpus(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run_baseline(_cli(add_baseline_parser, [*argv, "--json"])) == 0
     assert json.loads(capsys.readouterr().out) == first  # same figures from cached features
     assert os.stat(cache).st_mtime_ns == stamp  # nothing recomputed
+    assert run_baseline(_cli(add_baseline_parser, [*argv, "--speaker-norm"])) == 0
+    assert "per-speaker norm" in capsys.readouterr().out
+    normed = json.loads((tmp_path / "b" / "4" / "metrics.json").read_text())
+    assert "per-speaker norm" in normed["source"] and normed["ua"] > 0.9
     assert (
         run_baseline(
             _cli(

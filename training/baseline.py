@@ -111,6 +111,18 @@ class BaselineResult:
     cv_ua: dict[str, float]  # cross-validated development UA of the chosen C
 
 
+def speaker_normalised(feats: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """Each row z-normalised by its speaker's mean and std over all of that speaker's rows (labels unused):
+    the baseline's counterpart of the daemon's per-stream centring, with the advantage of every clip."""
+    out = np.empty_like(feats)
+    key_array = np.asarray(keys)
+    for key in set(keys):
+        rows = key_array == key
+        mean, std = feats[rows].mean(axis=0), feats[rows].std(axis=0) + 1e-6
+        out[rows] = (feats[rows] - mean) / std
+    return out
+
+
 def _fit(features: np.ndarray, y: np.ndarray, c: float, seed: int, weights: np.ndarray | None) -> object:
     """Standardise + multinomial logistic regression; `weights` None means sklearn's class balancing."""
     from sklearn.linear_model import LogisticRegression
@@ -170,6 +182,7 @@ def run_baseline(
     trim_db: float | None = None,
     balance: bool = True,
     folds: int = 6,
+    speaker_norm: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> BaselineResult:
     """eGeMAPS + logistic regression on the default split, scored once on the test actors (RAVDESS 19-24).
@@ -178,6 +191,7 @@ def run_baseline(
     speaker-grouped cross-validation over RAVDESS actors 1-18 (`folds` folds), then the model is refit on all
     development data. `balance`: weight items like the training sampler does (each corpus, speaker and class
     equally, `balanced_weights`) so TESS's 2800 items do not outweigh RAVDESS; else plain class balancing.
+    `speaker_norm`: every speaker's features (training and test alike) z-normalised over all their clips.
     """
     try:
         import sklearn  # noqa: F401
@@ -188,6 +202,10 @@ def run_baseline(
     split = default_split(list(utts))
     dev = split.train + split.val
     feats = egemaps_features(dev + split.test, cache_dir, trim_db=trim_db, progress=progress)
+    if speaker_norm:
+        feats = speaker_normalised(
+            feats.astype(np.float64), [f"{u.corpus}/{u.speaker}" for u in dev + split.test]
+        )
     f_dev, f_te = feats[: len(dev)], feats[len(dev) :]
     reports: dict[str, EvalReport] = {}
     chosen: dict[str, float] = {}
@@ -207,7 +225,8 @@ def run_baseline(
         proba = np.zeros((len(split.test), len(labels)), dtype=np.float32)
         classes = clf.classes_  # type: ignore[attr-defined]
         proba[:, classes] = clf.predict_proba(f_te)  # type: ignore[attr-defined]
-        reports[name] = evaluate_scores(split.test, proba, None, labels, labels, f"eGeMAPS v02 + LR ({name})")
+        source = f"eGeMAPS v02 + LR{', per-speaker norm' if speaker_norm else ''} ({name})"
+        reports[name] = evaluate_scores(split.test, proba, None, labels, labels, source)
     figures: dict[str, float | None] = {}
     if "4" in reports:
         figures.update(ua_4=reports["4"].ua, wa_4=reports["4"].wa)

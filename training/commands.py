@@ -7,6 +7,7 @@ one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -89,7 +90,48 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (shown on a terminal's stderr only)"
     )
+    p.add_argument(
+        "--streams",
+        action="store_true",
+        help="also replay each speaker's clips as one stream through the daemon's [centring] "
+        "(as recorded and mostly neutral, seeded orders); figures go to metrics.json 'streams'",
+    )
+    p.add_argument(
+        "--centring",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [centring] setting for --streams (default: the daemon's defaults); repeatable",
+    )
+    p.add_argument(
+        "--stream-seeds", type=int, default=5, metavar="N", help="stream orders per mix (default: 5)"
+    )
     return p
+
+
+def _centring_config(settings: list[str]) -> Any:
+    """The daemon's [centring] defaults with KEY=VALUE settings applied (ConfigError on a bad one)."""
+    from streamer.centring import CentringConfig
+    from streamer.configload import ConfigError, apply_text
+
+    cfg = CentringConfig()
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--centring {item!r}: expected KEY=VALUE")
+        cfg = apply_text(cfg, [key.strip()], value, f"centring.{key.strip()}")
+    return cfg
+
+
+def _stream_summary(streams: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"streams, {s['mix']}: skipped ({s['skipped']})"
+        if "skipped" in s
+        else f"streams, {s['mix']}: UA per clip {s['ua_raw_mean']:.4f}, centred as a stream "
+        f"{s['ua_centred_mean']:.4f} (seeds {min(s['ua_centred']):.4f}-{max(s['ua_centred']):.4f}, "
+        f"{s['n_scored']} clips)"
+        for s in streams
+    ]
 
 
 def _summary(report: Any) -> str:
@@ -107,7 +149,27 @@ def _summary(report: Any) -> str:
         )
     if report.unpredictable_labels:
         lines.append(f"labels the model cannot predict: {', '.join(report.unpredictable_labels)}")
+    if report.streams:
+        lines.extend(_stream_summary(report.streams))
     return "\n".join(lines)
+
+
+def _stream_figures(report: Any, centring: Any, n_seeds: int) -> list[dict[str, Any]]:
+    from training.evaluate import EvalError
+    from training.stream_eval import MIXES, clips_from_predictions, stream_figures
+
+    try:
+        clips = clips_from_predictions(report.predictions, report.label_set)
+    except ValueError as e:
+        raise EvalError(f"{report.source}: {e}") from None
+    out: list[dict[str, Any]] = []
+    for mix in MIXES:
+        try:
+            figures = stream_figures(clips, centring, mix, range(n_seeds)).to_dict()
+        except ValueError as e:  # e.g. a corpus without neutral speech has no mostly-neutral streams
+            figures = {"mix": mix, "skipped": str(e)}
+        out.append({**figures, "centring": dataclasses.asdict(centring)})
+    return out
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -123,6 +185,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _fail(f"--labels: {e}", 2)
     if args.threads is not None and args.threads < 0:
         return _fail("--threads must be >= 0", 2)
+    if args.stream_seeds < 1:
+        return _fail("--stream-seeds must be >= 1", 2)
+    try:
+        centring = _centring_config(args.centring) if args.streams else None
+    except ValueError as e:
+        return _fail(str(e), 2)
     progress = not getattr(args, "no_progress", False)
     try:
         utts = parse_split(args.split, parse_corpus_specs(args.corpus))
@@ -134,6 +202,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             )
         else:
             report = evaluate_checkpoint(args.checkpoint, utts, labels, progress=progress)
+        if centring is not None:
+            report.streams = _stream_figures(report, centring, args.stream_seeds)
         path = write_report(report, args.out)
     except _user_errors() as e:
         return _fail(str(e), 1)
@@ -159,6 +229,12 @@ def add_baseline_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="plain class weights instead of equal weight per corpus, speaker and class",
     )
+    p.add_argument(
+        "--speaker-norm",
+        action="store_true",
+        help="z-normalise each speaker's features over all their clips (test speakers too): the baseline "
+        "given what a stream's centring has, and more",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p
 
@@ -176,6 +252,7 @@ def run_baseline(args: argparse.Namespace) -> int:
             seed=args.seed,
             trim_db=args.trim_db,
             balance=not args.no_balance,
+            speaker_norm=args.speaker_norm,
         )
         for name, report in result.reports.items():
             write_report(report, Path(args.out) / name)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from training.data.dataset import load_audio, trim_silence
+from training.data.dataset import SAMPLE_RATE, load_audio, trim_silence
 from training.data.labels import LABEL_SETS, normalise_label, resolve_label_set
 from training.data.types import Utterance
 from training.metrics import ccc, classification_report
@@ -51,6 +51,7 @@ class EvalReport:
     corpora: dict[str, int]
     speakers: list[str]
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    streams: list[dict[str, Any]] | None = None  # per-stream figures (`training.stream_eval`), when asked
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,8 +79,9 @@ def evaluate_scores(
     engine_labels: Sequence[str],
     label_set: Sequence[str],
     source: str,
+    seconds: Sequence[float] | None = None,
 ) -> EvalReport:
-    """Metrics from per-utterance outputs (rows aligned with utts)."""
+    """Metrics from per-utterance outputs (rows aligned with utts; `seconds`: the audio each one scored)."""
     labels = list(label_set)
     pos = {lab: j for j, lab in enumerate(labels)}
     y_true = np.array([pos.get(u.label, -1) if u.label else -1 for u in utts], dtype=np.int64)
@@ -115,6 +117,7 @@ def evaluate_scores(
             "predicted": labels[int(y_pred[i])] if y_pred[i] >= 0 else None,
             "probabilities": None if mapped is None else [round(float(p), 5) for p in mapped[i]],
             "vad": None if vad is None else [round(float(v), 5) for v in vad[i]],
+            "seconds": None if seconds is None else round(float(seconds[i]), 4),
         }
         for i, u in enumerate(utts)
     ]
@@ -177,7 +180,8 @@ def evaluate_with(
             bar.update(done - bar.n)
 
         scores = score_utterances(audio, score, plan, on_batch=tick)
-    return evaluate_scores(utts, scores.probabilities, scores.vad, out_labels, labels, source)
+    seconds = [len(x) / SAMPLE_RATE for x in audio]
+    return evaluate_scores(utts, scores.probabilities, scores.vad, out_labels, labels, source, seconds)
 
 
 def evaluate_engine(

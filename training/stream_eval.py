@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -121,3 +121,19 @@ def stream_figures(clips: Clips, cfg: CentringConfig, mix: Mix, seeds: Sequence[
         raw.append(unweighted_accuracy(y, np.concatenate(raw_pred), k))
         centred.append(unweighted_accuracy(y, np.concatenate(centred_pred), k))
     return StreamFigures(mix, tuple(seeds), n_scored, tuple(raw), tuple(centred))
+
+
+def clips_from_predictions(predictions: Sequence[dict[str, Any]], label_set: Sequence[str]) -> Clips:
+    """Clips from an evaluation report's per-utterance predictions (they carry probabilities over the
+    label set, the speaker, the label and the seconds scored)."""
+    rows = [p for p in predictions if p.get("probabilities") is not None and p.get("seconds") is not None]
+    if not rows:
+        raise ValueError("no per-utterance class probabilities with durations to replay as streams")
+    pos = {lab: j for j, lab in enumerate(label_set)}
+    return Clips(
+        probabilities=np.array([p["probabilities"] for p in rows], dtype=np.float64),
+        truth=np.array([pos.get(p["label"], -1) for p in rows], dtype=np.int64),
+        kinds=[p["label"] for p in rows],
+        speakers=[str(p["speaker"]) for p in rows],
+        seconds=np.array([p["seconds"] for p in rows], dtype=np.float64),
+    )
