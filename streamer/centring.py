@@ -5,8 +5,8 @@ sad, a bright one as happy). A stream hears the same speaker for a long time, so
 estimated from the stream itself: its running mean log-probability. Each window is centred on what
 came before it (never on itself or on later audio), ramped in over a warm-up, and the reference starts
 again after a long silence, when another speaker may follow. A plain mean assumes the stream's emotions
-are roughly balanced; the strength below one is what keeps a mostly calm stream from being pushed into
-emotions (validated on both kinds of stream, docs/default-engine.md). ``enabled = false`` turns it off.
+are roughly balanced; the 30 s warm-up is what keeps a mostly calm stream from being pushed into emotions
+(validated on both kinds of stream, docs/default-engine.md). ``enabled = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ _FLOOR = 1e-6  # probabilities are clipped here before the log, so a hard zero s
 
 @dataclass(frozen=True, slots=True)
 class CentringConfig:
-    """The ``[centring]`` section. The defaults are the setting picked on cross-validation by the rule in
-    docs/default-engine.md (strength 0.75, 30 s warm-up, plain mean)."""
+    """The ``[centring]`` section. The defaults are the setting picked on cross-validation, through the
+    daemon's own windows, by the rule in docs/default-engine.md (strength 1, 30 s warm-up, plain mean)."""
 
     enabled: bool = True  # centre each stream's class scores on its running mean
-    strength: float = 0.75  # fraction of the stream's offset removed, 0..1
+    strength: float = 1.0  # fraction of the stream's offset removed, 0..1
     warmup_s: float = 30.0  # speech seconds over which the strength ramps in
     horizon_s: float = 600.0  # speech seconds the running mean spans (exponential beyond)
     reset_after_s: float = 120.0  # a silence this long starts a new reference (another speaker)
