@@ -42,7 +42,7 @@ def test_bad_settings_name_the_key(key: str, value: object) -> None:
 
 def test_defaults_are_the_setting_picked_on_cross_validation() -> None:
     cfg = CentringConfig()
-    assert (cfg.enabled, cfg.strength, cfg.warmup_s, cfg.estimator) == (True, 0.75, 30.0, "mean")
+    assert (cfg.enabled, cfg.strength, cfg.warmup_s, cfg.estimator) == (True, 1.0, 30.0, "mean")
 
 
 def test_each_window_is_centred_on_the_earlier_ones_only() -> None:

@@ -139,6 +139,24 @@ def test_shipped_stream_figures_match_a_fresh_replay(corpora_dir: Path) -> None:
     clips = clips_from_predictions(reports["4"].predictions, reports["4"].label_set)
     for mix, key in (("as-recorded", "as_recorded"), ("mostly-neutral", "mostly_neutral")):
         figures = stream_figures(clips, cfg, mix, range(5))
-        assert figures.n_scored == stream[key]["n"]
-        assert figures.raw_mean == pytest.approx(stream[key]["ua_4_per_clip"], abs=0.01)
-        assert figures.centred_mean == pytest.approx(stream[key]["ua_4"], abs=0.01)
+        shipped = stream["clip_replay"][key]
+        assert figures.n_scored == shipped["n"]
+        assert figures.raw_mean == pytest.approx(shipped["ua_4_per_clip"], abs=0.01)
+        assert figures.centred_mean == pytest.approx(shipped["ua_4"], abs=0.01)
+
+
+@pytest.mark.corpora
+def test_shipped_stream_figure_through_the_daemon(corpora_dir: Path, tmp_path: Path) -> None:
+    """Seed 0 of the daemon-path figure: the test actors as audio streams through the real daemon."""
+    from streamer.centring import CentringConfig
+    from training.data.corpora import load_corpus
+    from training.data.splits import default_split
+    from training.stream_daemon import record_streams, score_setting
+
+    test = default_split(load_corpus("ravdess", corpora_dir / "ravdess")).test
+    pooled = record_streams([(ENGINE, test)], tmp_path, mixes=("as-recorded",), seeds=(0,))
+    shipped = read_manifest(ENGINE).provenance.metrics["stream"]["daemon"]["as_recorded"]
+    off = score_setting(pooled, CentringConfig(enabled=False))["as-recorded"]
+    on = score_setting(pooled, CentringConfig())["as-recorded"]
+    assert off[0] == pytest.approx(shipped["ua_4_off_seeds"][0], abs=0.01)
+    assert on[0] == pytest.approx(shipped["ua_4_seeds"][0], abs=0.01)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from streamer.centring import CentringConfig
+from streamer.records import EmotionValues, EngineRef, UtteranceRecord
 from training.baseline import speaker_normalised
+from training.data.types import Utterance
+from training.stream_daemon import clip_predictions, write_streams
 from training.stream_eval import Clips, clips_from_predictions, mix_rows, replay, stream_figures
 
 LABELS = ["neutral", "happy", "sad", "angry"]
@@ -96,3 +103,45 @@ def test_speaker_normalised_features_hand_computed() -> None:
     np.testing.assert_allclose(out[:2], [[-1.0, -1.0], [1.0, 1.0]], atol=1e-5)
     np.testing.assert_allclose(out[2:, 1], [-1.0, 1.0], atol=1e-5)
     assert np.all(np.abs(out[2:, 0]) < 1e-3)  # a constant feature stays finite, at zero
+
+
+def _utterance_record(stream: str, start: float, end: float, probs: list[float]) -> UtteranceRecord:
+    values = EmotionValues(None, dict(zip(LABELS, probs, strict=True)), None, None, None)
+    return UtteranceRecord(stream, 0, 0, start, end, 0.0, 1, 0, values, EngineRef("e", "1"))
+
+
+def test_daemon_utterances_map_back_to_clips() -> None:
+    spans = {"a": [(0.0, 3.0, 2), (3.5, 6.0, 1), (6.5, 8.0, -1), (8.5, 9.0, 0)]}
+    utterances = {
+        "a": [
+            _utterance_record("a", 0.2, 2.9, [0.1, 0.1, 0.7, 0.1]),  # the first clip: sad
+            _utterance_record("a", 3.6, 4.0, [0.1, 0.1, 0.1, 0.7]),  # 0.4 s angry ...
+            _utterance_record("a", 4.0, 5.9, [0.1, 0.7, 0.1, 0.1]),  # ... 1.9 s happy: happy wins
+            _utterance_record("a", 6.6, 7.9, [0.7, 0.1, 0.1, 0.1]),  # unlabelled clip: not scored
+        ]
+    }
+    truth, pred = clip_predictions(spans, utterances)
+    assert truth == [2, 1, 0] and pred == [2, 1, -1]  # the VAD heard nothing in the last clip: wrong
+
+
+def test_streams_are_written_in_the_mix_order(tmp_path: Path) -> None:
+    utts = []
+    for i, kind in enumerate(["neutral", "calm", "happy", "sad", "angry", "fear"]):
+        path = tmp_path / f"{i}.flac"
+        sf.write(path, np.full(1600 * (i + 1), 0.1, dtype=np.float32), 16000)
+        utts.append(Utterance(path, "ravdess", "ravdess_19", kind, kind))
+    spans = write_streams(utts, "as-recorded", 0, tmp_path / "out")
+    order = mix_rows(
+        Clips(
+            np.zeros((6, 2)), np.full(6, -1), [u.label for u in utts], [u.speaker for u in utts], np.ones(6)
+        ),
+        "ravdess_19",
+        "as-recorded",
+        np.random.default_rng(0),
+    )
+    clips = spans["ravdess_19"]
+    assert [round(end - start, 3) for start, end, _ in clips] == [round(0.1 * (int(r) + 1), 3) for r in order]
+    assert all(b[0] - a[1] == pytest.approx(0.5) for a, b in itertools.pairwise(clips))  # the gaps
+    audio, sr = sf.read(tmp_path / "out" / "ravdess_19.wav")
+    assert sr == 16000 and len(audio) / sr == pytest.approx(clips[-1][1] + 0.5)
+    assert [y for *_, y in clips] == [[0, -1, 1, 2, 3, -1][int(r)] for r in order]

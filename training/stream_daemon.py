@@ -10,7 +10,7 @@ duration-weighted mean of the summaries of the utterances the VAD found in it.
 --test: the bundled engine on RAVDESS actors 19-24. --cv RUN_PREFIX...: fold k's runs (PREFIX_fk, averaged)
 exported as an engine under WORK, streaming fold k's actors (3k+1..3k+3); actors 19-24 are not read.
 --grid: the rule's 18 settings and its pick (docs/default-engine.md); else the `[centring]` defaults.
-Usage: python scripts/stream_through_daemon.py CORPORA_DIR WORK_DIR (--test | --cv PREFIX...) [--grid]
+Usage: python -m training.stream_daemon CORPORA_DIR WORK_DIR (--test | --cv PREFIX...) [--grid]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ GAP_S = 0.5
 LABELS = LABEL_SETS["4"]
 SEEDS = (0, 1, 2, 3, 4)
 Spans = dict[str, list[tuple[float, float, int]]]  # per stream: each clip's (start, end, truth or -1)
-Recorded = dict[str, list[WindowRecord | UtteranceRecord]]
+Recorded = dict[str, list[WindowRecord | UtteranceRecord]]  # per stream, in order
 
 
 def write_streams(utts: list[Utterance], mix: Mix, seed: int, out: Path) -> Spans:
@@ -161,8 +161,40 @@ def settings(grid: bool) -> list[CentringConfig]:
     ]
 
 
+Pooled = dict[tuple[Mix, int], tuple[Spans, Recorded]]
+
+
+def record_streams(
+    jobs: Sequence[tuple[Path | None, list[Utterance]]],
+    work: Path,
+    mixes: Sequence[Mix] = MIXES,
+    seeds: Sequence[int] = SEEDS,
+) -> Pooled:
+    """Per (mix, seed): every job's streams written, run through the daemon with its engine, pooled."""
+    pooled: Pooled = {}
+    for engine_dir, utts in jobs:
+        for mix, seed in itertools.product(mixes, seeds):
+            folder = work / "audio" / f"{mix}_s{seed}"
+            spans = write_streams(utts, mix, seed, folder)
+            recs = asyncio.run(record(engine_dir, [folder / f"{s}.wav" for s in spans]))
+            both = pooled.setdefault((mix, seed), ({}, {}))
+            both[0].update(spans)
+            both[1].update(recs)
+    return pooled
+
+
+def score_setting(pooled: Pooled, cfg: CentringConfig) -> dict[Mix, list[float]]:
+    """Four-class UA per mix (one figure per seed) with the centring replayed over the recorded windows."""
+    ua: dict[Mix, list[float]] = {}
+    for (mix, _seed), (spans, recs) in sorted(pooled.items()):
+        utterances = {s: centred_utterances(r, cfg) for s, r in recs.items()}
+        truth, pred = clip_predictions(spans, utterances)
+        ua.setdefault(mix, []).append(unweighted_accuracy(np.array(truth), np.array(pred), len(LABELS)))
+    return ua
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("corpora", type=Path)
     ap.add_argument("work", type=Path)
     which = ap.add_mutually_exclusive_group(required=True)
@@ -170,52 +202,45 @@ def main() -> None:
     which.add_argument("--cv", nargs="+", metavar="RUN_PREFIX")
     ap.add_argument("--grid", action="store_true")
     args = ap.parse_args()
-    work = args.work
-    # recorded[(mix, seed)] = (spans, records) pooled over every job's streams
-    recorded: dict[tuple[str, int], tuple[Spans, Recorded]] = {}
-    for engine_dir, utts in jobs(args, work):
-        for mix, seed in itertools.product(MIXES, SEEDS):
-            spans = write_streams(utts, mix, seed, work / "audio" / f"{mix}_s{seed}")
-            files = [work / "audio" / f"{mix}_s{seed}" / f"{s}.wav" for s in spans]
-            recs = asyncio.run(record(engine_dir, files))
-            pooled = recorded.setdefault((mix, seed), ({}, {}))
-            pooled[0].update(spans)
-            pooled[1].update(recs)
+    pooled = record_streams(jobs(args, args.work), args.work)
     rows = []
     for cfg in [CentringConfig(enabled=False), *settings(args.grid)]:
-        ua: dict[str, list[float]] = {}
-        for (mix, _seed), (spans, recs) in recorded.items():
-            utterances = {s: centred_utterances(r, cfg) for s, r in recs.items()}
-            truth, pred = clip_predictions(spans, utterances)
-            ua.setdefault(mix, []).append(unweighted_accuracy(np.array(truth), np.array(pred), len(LABELS)))
+        ua = score_setting(pooled, cfg)
         rows.append((cfg, {m: float(np.mean(v)) for m, v in ua.items()}))
         name = (
             "off"
             if not cfg.enabled
             else f"{cfg.estimator} strength {cfg.strength:.2f} warm-up {cfg.warmup_s:.0f} s"
         )
-        figures = " | ".join(f"{m} {np.mean(v):.6f} ({min(v):.3f}-{max(v):.3f})" for m, v in ua.items())
+        figures = " | ".join(
+            f"{m} {np.mean(v):.6f} ({' '.join(f'{x:.3f}' for x in v)})" for m, v in ua.items()
+        )
         print(f"{name:38s} | {figures}", flush=True)
     if args.grid:
-        off = rows[0][1]
-        allowed = [r for r in rows[1:] if r[1]["mostly-neutral"] >= off["mostly-neutral"] - 0.01]
-        if not allowed:
-            print("rule: no setting keeps the mostly-neutral streams within one point: centring off")
-            return
-        cfg, best = max(
-            allowed,
-            key=lambda r: (
-                round(r[1]["as-recorded"], 6),
-                r[0].estimator == "mean",
-                -r[0].strength,
-                r[0].warmup_s,
-            ),
-        )
-        gain = best["as-recorded"] - off["as-recorded"]
-        verdict = "counts" if gain >= 0.02 else "does not count (gain below two points): centring off"
-        neutral = best["mostly-neutral"] - off["mostly-neutral"]
-        print(f"rule: pick {cfg.estimator}, strength {cfg.strength}, warm-up {cfg.warmup_s:.0f} s: "
-              f"as recorded {gain:+.3f}, mostly neutral {neutral:+.3f}: {verdict}")  # fmt: skip
+        pick(rows)
+
+
+def pick(rows: list[tuple[CentringConfig, dict[Mix, float]]]) -> None:
+    """The rule on window-level figures (rows[0]: centring off)."""
+    off = rows[0][1]
+    allowed = [r for r in rows[1:] if r[1]["mostly-neutral"] >= off["mostly-neutral"] - 0.01]
+    if not allowed:
+        print("rule: no setting keeps the mostly-neutral streams within one point: centring off")
+        return
+    cfg, best = max(
+        allowed,
+        key=lambda r: (
+            round(r[1]["as-recorded"], 6),
+            r[0].estimator == "mean",
+            -r[0].strength,
+            r[0].warmup_s,
+        ),
+    )
+    gain = best["as-recorded"] - off["as-recorded"]
+    verdict = "counts" if gain >= 0.02 else "does not count (gain below two points): centring off"
+    neutral = best["mostly-neutral"] - off["mostly-neutral"]
+    print(f"rule: pick {cfg.estimator}, strength {cfg.strength}, warm-up {cfg.warmup_s:.0f} s: "
+          f"as recorded {gain:+.3f}, mostly neutral {neutral:+.3f}: {verdict}")  # fmt: skip
 
 
 if __name__ == "__main__":
