@@ -252,6 +252,54 @@ async def test_rescore_log_from_the_audio_its_header_names(
     assert json.loads(Path(d["log"]).read_text().splitlines()[0])["source"] == head["source"]
 
 
+async def test_resmooth_with_and_without_centring(tmp_path: Path) -> None:
+    log = await scripted_log(tmp_path / "in")
+    (old,) = read_conversations([log])
+
+    def resmoothed(*flags: str) -> Any:
+        out = tmp_path / "-".join(["out", *flags])
+        r = subprocess.run(
+            cli_cmd(
+                "replay",
+                str(log),
+                "--tau",
+                "0",
+                "--margin",
+                "0",
+                "--min-switch",
+                "0",
+                "--json",
+                "--out",
+                str(out),
+                *flags,
+            ),
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        (conv,) = read_conversations([Path(json.loads(r.stdout)["log"])])
+        return conv
+
+    plain, centred = resmoothed("--no-centring"), resmoothed("--centring-warmup", "0")
+    assert [w.raw for w in plain.windows] == [w.raw for w in centred.windows] == [w.raw for w in old.windows]
+    assert [w.smoothed.label for w in plain.windows] == [w.raw.label for w in old.windows]
+    second = centred.windows[1].smoothed.scores  # the same scores as the first window: centred away
+    assert second is not None and second == pytest.approx(dict.fromkeys(LABELS, 0.25))
+    first = plain.utterances[0].summary.scores
+    assert first is not None and first["happy"] == pytest.approx(first["sad"])  # the mean of the raw windows
+    assert centred.utterances[1].summary.scores != plain.utterances[1].summary.scores
+    r = subprocess.run(
+        cli_cmd("replay", str(log), "--centring-strength", "2", "--out", str(tmp_path / "bad")),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "centring.strength" in r.stderr
+
+
 def test_replay_cli_errors_are_one_line(tmp_path: Path) -> None:
     r = subprocess.run(
         cli_cmd("replay", str(tmp_path / "missing.wav"), "--out", str(tmp_path)),

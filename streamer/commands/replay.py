@@ -31,6 +31,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--min-switch", type=float, metavar="S", help="audio seconds the lead must last")
     g.add_argument("--silence", choices=["hold", "decay"], help="state policy in pauses")
     g.add_argument("--silence-tau", type=float, metavar="S", help="decay time constant in pauses")
+    c = p.add_argument_group("centring (default: the config's [centring])")
+    c.add_argument("--no-centring", action="store_true", help="no per-stream centring of the scores")
+    c.add_argument(
+        "--centring-strength", type=float, metavar="X", help="fraction of the offset removed, 0..1"
+    )
+    c.add_argument(
+        "--centring-warmup", type=float, metavar="S", help="speech seconds the strength ramps over"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per log written")
     return p
 
@@ -51,6 +59,17 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     flags: dict[str, Any] = {"stdout": "off"}
     if smoothing:
         flags["smoothing"] = smoothing
+    centring = {
+        k: v
+        for k, v in (
+            ("enabled", False if args.no_centring else None),
+            ("strength", args.centring_strength),
+            ("warmup_s", args.centring_warmup),
+        )
+        if v is not None
+    }
+    if centring:
+        flags["centring"] = centring
     engine: dict[str, Any] = {}
     if args.engine is not None:
         engine["path"] = str(args.engine)
