@@ -181,6 +181,8 @@ class StreamTracker:
         labels = self.smoother.labels
         if self.centring is None or scores.probabilities is None or labels is None:
             return scores
+        if set(scores.probabilities) != set(labels):
+            return scores  # the smoother reports the mismatch in one line
         if heard_to is not None and window.start_s > heard_to:
             self.centring.silence(window.start_s - heard_to)
         new_audio = window.end_s - max(window.start_s, heard_to if heard_to is not None else window.start_s)

@@ -175,3 +175,9 @@ def test_tracker_resets_after_a_long_pause_and_can_be_off() -> None:
         StreamTracker("s1", EngineRef("e", "1"), None, True, SmoothingConfig(), centring=FULL).centring
         is None
     )
+
+
+def test_tracker_with_centring_reports_a_label_mismatch_clearly() -> None:
+    tr = StreamTracker("s1", EngineRef("e", "1"), LABELS, False, SmoothingConfig(), centring=FULL)
+    with pytest.raises(ValueError, match="smoother expects"):
+        tr.on_window(_window(0, 0, 0.0, 2.0), Scores({"calm": 1.0}, None))
