@@ -240,6 +240,7 @@ def test_cli_evaluate(
         ([*streams, "--centring", "bogus=1"], 2, "centring.bogus"),
         ([*streams, "--centring", "strength"], 2, "KEY=VALUE"),
         ([*streams, "--stream-seeds", "0"], 2, "--stream-seeds"),
+        ([*base, "--centring", "strength=0.5"], 2, "add --streams"),
         ([*base, "--labels", "five"], 2, "--labels"),
         ([*base, "--split", "speakers=ravdess_77"], 1, "unknown speaker"),
         (

@@ -187,6 +187,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _fail("--threads must be >= 0", 2)
     if args.stream_seeds < 1:
         return _fail("--stream-seeds must be >= 1", 2)
+    if args.centring and not args.streams:
+        return _fail("--centring applies to --streams only (add --streams)", 2)
     try:
         centring = _centring_config(args.centring) if args.streams else None
     except ValueError as e:
