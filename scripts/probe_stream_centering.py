@@ -16,14 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from training.cv_ensemble import load_runs
-from training.data.corpora import load_corpus
-from training.data.dataset import AudioDataset
-from training.data.labels import LABEL_SETS
 from training.metrics import unweighted_accuracy
-from training.validation import pad_clip, torch_scorer
+from training.stream_eval import out_of_fold_clips
 
 
 def centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, reference: np.ndarray) -> float:
@@ -52,25 +47,10 @@ def causal_centred_ua(logp: np.ndarray, y: np.ndarray, speakers: np.ndarray, see
 
 def main() -> None:
     corpora, prefixes = Path(sys.argv[1]), sys.argv[2:]
-    labels = LABEL_SETS["4"]
-    ravdess = load_corpus("ravdess", corpora / "ravdess")
-    logps, ys, spks = [], [], []
-    torch.set_num_threads(2)
-    for fold in range(6):
-        actors = {f"ravdess_{a:02d}" for a in range(3 * fold + 1, 3 * fold + 4)}
-        utts = [u for u in ravdess if u.speaker in actors]
-        model = load_runs([Path(f"{p}_f{fold}") for p in prefixes]).eval()
-        score = torch_scorer(model)
-        ds = AudioDataset(utts, labels)
-        for i, u in enumerate(utts):
-            logits, _ = score(pad_clip(ds.audio(i)))
-            assert logits is not None
-            logps.append(torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy())
-            ys.append(labels.index(u.label) if u.label in labels else -1)
-            spks.append(u.speaker)
-    logp, y, speakers = np.stack(logps), np.array(ys), np.array(spks)
+    clips = out_of_fold_clips(corpora, prefixes)
+    logp, y, speakers = np.log(clips.probabilities), clips.truth, np.array(clips.speakers)
     keep = y >= 0
-    raw = unweighted_accuracy(y[keep], logp[keep].argmax(axis=1), len(labels))
+    raw = unweighted_accuracy(y[keep], logp[keep].argmax(axis=1), logp.shape[1])
     every = centred_ua(logp, y, speakers, np.ones(len(y), dtype=bool))
     four = centred_ua(logp, y, speakers, keep)
     causal = [causal_centred_ua(logp, y, speakers, seed) for seed in range(5)]

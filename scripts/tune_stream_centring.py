@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.centring import CentringConfig
-from training.stream_eval import Clips, stream_figures
+from training.stream_eval import Clips, out_of_fold_clips, stream_figures
 
 SEEDS = (0, 1, 2, 3, 4)
 STRENGTHS = (0.5, 0.75, 1.0)
@@ -25,36 +25,6 @@ WARMUPS = (0.0, 10.0, 30.0)
 ESTIMATORS = ("mean", "balanced")
 MAX_LOSS_NEUTRAL = 0.01
 MIN_GAIN = 0.02
-
-
-def out_of_fold_clips(corpora: Path, prefixes: list[str]) -> Clips:
-    import torch
-
-    from training.cv_ensemble import load_runs
-    from training.data.corpora import load_corpus
-    from training.data.dataset import AudioDataset
-    from training.data.labels import LABEL_SETS
-    from training.validation import pad_clip, torch_scorer
-
-    labels = LABEL_SETS["4"]
-    ravdess = load_corpus("ravdess", corpora / "ravdess")
-    probs, truth, kinds, speakers, seconds = [], [], [], [], []
-    torch.set_num_threads(2)
-    for fold in range(6):
-        actors = {f"ravdess_{a:02d}" for a in range(3 * fold + 1, 3 * fold + 4)}
-        utts = [u for u in ravdess if u.speaker in actors]
-        score = torch_scorer(load_runs([Path(f"{p}_f{fold}") for p in prefixes]).eval())
-        ds = AudioDataset(utts, labels)
-        for i, u in enumerate(utts):
-            audio = ds.audio(i)
-            logits, _ = score(pad_clip(audio))
-            assert logits is not None
-            probs.append(torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy())
-            truth.append(labels.index(u.label) if u.label in labels else -1)
-            kinds.append(u.label)
-            speakers.append(u.speaker)
-            seconds.append(len(audio) / 16000)
-    return Clips(np.stack(probs), np.array(truth), kinds, speakers, np.array(seconds))
 
 
 def load_or_score(corpora: Path, cache: Path, prefixes: list[str]) -> Clips:

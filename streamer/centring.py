@@ -74,8 +74,7 @@ class StreamCentring:
             raise ValueError(f"centring needs at least two classes (got {n_classes})")
         self.cfg = cfg
         self.n_classes = n_classes
-        self._all = _RunningMean(n_classes, cfg.horizon_s)
-        self._per_class = [_RunningMean(n_classes, cfg.horizon_s) for _ in range(n_classes)]
+        self._clear()
         self.resets = 0
 
     @property
@@ -115,9 +114,12 @@ class StreamCentring:
             self.reset()
 
     def reset(self) -> None:
+        self._clear()
+        self.resets += 1
+
+    def _clear(self) -> None:
         self._all = _RunningMean(self.n_classes, self.cfg.horizon_s)
         self._per_class = [_RunningMean(self.n_classes, self.cfg.horizon_s) for _ in range(self.n_classes)]
-        self.resets += 1
 
     def _reference(self) -> FloatArray:
         if self.cfg.estimator == "mean":

@@ -22,12 +22,13 @@ from streamer.inference import Batcher
 from streamer.messages import SAMPLE_RATE, AudioChunk, StreamEnded
 from streamer.pipeline import StreamPipeline, StreamStats
 from streamer.records import EngineRef, Record, StateRecord
+from streamer.resolved import source_specs, window_config
 from streamer.sdnotify import Heartbeat, SdNotifier, watchdog_loop
-from streamer.segmenter import Segmenter, WindowConfig
+from streamer.segmenter import Segmenter
 from streamer.seqstore import SeqStore, SeqStoreError
 from streamer.sinks.base import Sink
 from streamer.sources.base import AudioSource
-from streamer.sources.spec import SourceSpec, open_source, parse_spec
+from streamer.sources.spec import SourceSpec, open_source
 from streamer.tracker import StreamTracker
 
 log = logging.getLogger(__name__)
@@ -41,41 +42,6 @@ def _remember(d: dict[str, Any], key: str, value: Any) -> None:
     d[key] = value
     while len(d) > _KEEP_ENDED:
         d.pop(next(iter(d)))
-
-
-def window_config(cfg: EmotrackConfig, manifest: Any) -> WindowConfig:
-    """The manifest's window schedule with any configured ``[windows]`` values on top."""
-    base = WindowConfig.from_manifest(manifest, cfg.windows.min_segment_s)
-    overrides = {
-        k: v
-        for k, v in dataclasses.asdict(cfg.windows).items()
-        if v is not None and k in {f.name for f in dataclasses.fields(WindowConfig)}
-    }
-    try:
-        return dataclasses.replace(base, **overrides)
-    except ValueError as exc:
-        from streamer.configload import ConfigError
-
-        raise ConfigError(f"config section windows: {exc}") from None
-
-
-def source_specs(cfg: EmotrackConfig) -> list[SourceSpec]:
-    """Parsed specs with the configured ids and ``daemon.realtime`` applied to files."""
-    specs = []
-    for s in cfg.sources:
-        spec = parse_spec(s.spec)
-        if s.id:
-            spec = dataclasses.replace(spec, stream_id=parse_spec(f"{s.spec}?id={s.id}").stream_id)
-        if cfg.daemon.realtime and spec.kind == "file":
-            spec = dataclasses.replace(spec, realtime=True)
-        specs.append(spec)
-    ids = [s.stream_id for s in specs]
-    dup = {i for i in ids if ids.count(i) > 1}
-    if dup:
-        from streamer.sources.base import SourceError
-
-        raise SourceError(f"sources: stream id {sorted(dup)[0]!r} is used twice (set id= on one of them)")
-    return specs
 
 
 class Daemon:

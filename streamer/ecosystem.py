@@ -35,7 +35,7 @@ def extra_sinks(cfg: Any, mqtt_cfg: MqttConfig, mqtt: Any = None) -> list[Sink]:
 def file_sources(cfg: Any) -> dict[str, str]:
     """Stream id -> absolute audio path of each (unsplit) file source: logged in the session header
     so ``emotrack replay --engine`` can re-score a conversation from its audio."""
-    from streamer.daemon import source_specs
+    from streamer.resolved import source_specs
 
     return {
         s.stream_id: str(Path(s.target).expanduser().resolve())

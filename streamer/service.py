@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamer.config import EmotrackConfig
-from streamer.daemon import Daemon, source_specs
+from streamer.daemon import Daemon
 from streamer.ecosystem import extra_sinks, file_sources
+from streamer.resolved import source_specs
 from streamer.sdnotify import SdNotifier
 from streamer.sinks.base import Sink
 from streamer.sources.spec import open_source

@@ -185,7 +185,7 @@ class StreamTracker:
             return scores  # the smoother reports the mismatch in one line
         if heard_to is not None and window.start_s > heard_to:
             self.centring.silence(window.start_s - heard_to)
-        new_audio = window.end_s - max(window.start_s, heard_to if heard_to is not None else window.start_s)
+        new_audio = window.end_s - (window.start_s if heard_to is None else max(window.start_s, heard_to))
         probs = [scores.probabilities[k] for k in labels]
         centred = self.centring.adapt_probabilities(probs, max(new_audio, 0.0))
         return Scores({k: float(p) for k, p in zip(labels, centred, strict=True)}, scores.vad)

@@ -35,9 +35,10 @@ from streamer.smoothing import SmoothingConfig
 from training.data.corpora import load_corpus
 from training.data.dataset import SAMPLE_RATE, load_audio
 from training.data.labels import LABEL_SETS
+from training.data.splits import default_split, devfold_actors, ravdess_actor
 from training.data.types import Utterance
 from training.metrics import unweighted_accuracy
-from training.stream_eval import MIXES, Clips, Mix, mix_rows
+from training.stream_eval import MIXES, Mix, mix_rows
 
 GAP_S = 0.5
 LABELS = LABEL_SETS["4"]
@@ -48,9 +49,7 @@ Recorded = dict[str, list[WindowRecord | UtteranceRecord]]  # per stream, in ord
 
 def write_streams(utts: list[Utterance], mix: Mix, seed: int, out: Path) -> Spans:
     """One WAV per speaker, the clips of the mix in the seed's order (as `stream_figures` draws them)."""
-    speakers = [u.speaker for u in utts]
-    order = Clips(np.zeros((len(utts), 2)), np.full(len(utts), -1), [u.label for u in utts], speakers,
-                  np.ones(len(utts)))  # fmt: skip
+    speakers, kinds = [u.speaker for u in utts], [u.label for u in utts]
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     spans: Spans = {}
@@ -58,7 +57,7 @@ def write_streams(utts: list[Utterance], mix: Mix, seed: int, out: Path) -> Span
     for speaker in sorted(set(speakers)):
         parts, t = [], 0.0
         spans[speaker] = []
-        for r in mix_rows(order, speaker, mix, rng):
+        for r in mix_rows(kinds, speakers, speaker, mix, rng):
             x, label = load_audio(utts[int(r)].path), utts[int(r)].label
             spans[speaker].append(
                 (t, t + len(x) / SAMPLE_RATE, LABELS.index(label) if label in LABELS else -1)
@@ -143,13 +142,13 @@ def fold_engine(prefixes: Sequence[str], fold: int, work: Path) -> Path:
 
 def jobs(args: argparse.Namespace, work: Path) -> list[tuple[Path | None, list[Utterance]]]:
     ravdess = load_corpus("ravdess", args.corpora / "ravdess")
-    actor = {u.speaker: int(u.speaker.split("_")[-1]) for u in ravdess}
     if args.test:
-        return [(None, [u for u in ravdess if actor[u.speaker] >= 19])]
-    return [
-        (fold_engine(args.cv, k, work), [u for u in ravdess if 3 * k + 1 <= actor[u.speaker] <= 3 * k + 3])
-        for k in range(6)
-    ]
+        return [(None, default_split(ravdess).test)]
+    out: list[tuple[Path | None, list[Utterance]]] = []
+    for k in range(6):
+        actors = {ravdess_actor(a) for a in devfold_actors(6, k)}
+        out.append((fold_engine(args.cv, k, work), [u for u in ravdess if u.speaker in actors]))
+    return out
 
 
 def settings(grid: bool) -> list[CentringConfig]:

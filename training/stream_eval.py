@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.centring import CentringConfig, StreamCentring
+from training.data.dataset import SAMPLE_RATE
 from training.metrics import unweighted_accuracy
 
 Mix = Literal["as-recorded", "mostly-neutral"]
@@ -76,14 +78,17 @@ class StreamFigures:
         }
 
 
-def mix_rows(clips: Clips, speaker: str, mix: Mix, rng: np.random.Generator) -> npt.NDArray[np.int64]:
-    """The speaker's clips in the mix, in a random stream order."""
-    rows = np.flatnonzero(np.asarray(clips.speakers) == speaker)
+def mix_rows(
+    kinds: Sequence[str | None], speakers: Sequence[str], speaker: str, mix: Mix, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """Rows of the speaker's clips in the mix (clips described by their labels and speakers), in a random
+    stream order."""
+    rows = np.flatnonzero(np.asarray(speakers) == speaker)
     if mix == "mostly-neutral":
-        kinds = [clips.kinds[int(i)] for i in rows]
-        keep = [int(r) for r, k in zip(rows, kinds, strict=True) if k in _CALM_KINDS]
+        own = [kinds[int(i)] for i in rows]
+        keep = [int(r) for r, k in zip(rows, own, strict=True) if k in _CALM_KINDS]
         for kind in _MINORITY_KINDS:
-            of_kind = [int(r) for r, k in zip(rows, kinds, strict=True) if k == kind]
+            of_kind = [int(r) for r, k in zip(rows, own, strict=True) if k == kind]
             keep.extend(int(r) for r in rng.permutation(of_kind)[:_MINORITY_PER_KIND])
         rows = np.array(sorted(keep), dtype=np.int64)
     elif mix != "as-recorded":
@@ -108,7 +113,7 @@ def stream_figures(clips: Clips, cfg: CentringConfig, mix: Mix, seeds: Sequence[
         rng = np.random.default_rng(seed)
         truth, raw_pred, centred_pred = [], [], []
         for speaker in sorted(set(clips.speakers)):
-            rows = mix_rows(clips, speaker, mix, rng)
+            rows = mix_rows(clips.kinds, clips.speakers, speaker, mix, rng)
             adapted = replay(clips, rows, cfg)
             scored = clips.truth[rows] >= 0
             truth.append(clips.truth[rows][scored])
@@ -137,3 +142,36 @@ def clips_from_predictions(predictions: Sequence[dict[str, Any]], label_set: Seq
         speakers=[str(p["speaker"]) for p in rows],
         seconds=np.array([p["seconds"] for p in rows], dtype=np.float64),
     )
+
+
+def out_of_fold_clips(corpora: Path, prefixes: Sequence[str], k: int = 6) -> Clips:
+    """Every clip of RAVDESS actors 1-18 (all eight emotions) scored whole by the runs of its own fold
+    (`PREFIX_fFOLD`, trained without that fold's actors; their mean where there are several prefixes)."""
+    import torch
+
+    from training.cv_ensemble import load_runs
+    from training.data.corpora import load_corpus
+    from training.data.dataset import AudioDataset
+    from training.data.labels import LABEL_SETS
+    from training.data.splits import devfold_actors, ravdess_actor
+    from training.validation import pad_clip, torch_scorer
+
+    labels = LABEL_SETS["4"]
+    ravdess = load_corpus("ravdess", corpora / "ravdess")
+    probs, truth, kinds, speakers, seconds = [], [], [], [], []
+    for fold in range(k):
+        actors = {ravdess_actor(a) for a in devfold_actors(k, fold)}
+        utts = [u for u in ravdess if u.speaker in actors]
+        score = torch_scorer(load_runs([Path(f"{p}_f{fold}") for p in prefixes]).eval())
+        ds = AudioDataset(utts, labels)
+        for i, u in enumerate(utts):
+            audio = ds.audio(i)
+            logits, _ = score(pad_clip(audio))
+            if logits is None:
+                raise ValueError(f"{prefixes[0]}_f{fold}: the runs have no categorical head")
+            probs.append(torch.softmax(torch.from_numpy(logits).double(), dim=-1).numpy())
+            truth.append(labels.index(u.label) if u.label in labels else -1)
+            kinds.append(u.label)
+            speakers.append(u.speaker)
+            seconds.append(len(audio) / SAMPLE_RATE)
+    return Clips(np.stack(probs), np.array(truth), kinds, speakers, np.array(seconds))
