@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.data.corpora_db import read_csv_manifest, read_iemocap, read_msp_podcast
+from training.data.corpora_multilingual import read_ased, read_nemo
 from training.data.corpus_base import (
     AUDIO_SUFFIXES,
     CorpusError,
@@ -184,6 +185,8 @@ READERS: dict[str, Callable[[Path], list[Utterance]]] = {
     "tess": read_tess,
     "emodb": read_emodb,
     "cremad": read_cremad,
+    "ased": read_ased,
+    "nemo": read_nemo,
     "iemocap": read_iemocap,
     "msp-podcast": read_msp_podcast,
     "csv": read_csv_manifest,

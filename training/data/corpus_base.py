@@ -7,7 +7,7 @@ from pathlib import Path
 from training.data.labels import UnknownLabelError, map_label
 from training.data.types import Utterance
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_SUFFIXES = (".wav", ".flac", ".opus", ".ogg")
 
 
 class CorpusError(Exception):
@@ -34,5 +34,5 @@ def map_or_fail(corpus: str, original: str, path: Path) -> str | None:
 
 def nonempty(utts: list[Utterance], corpus: str, root: Path) -> list[Utterance]:
     if not utts:
-        raise CorpusError(f"no {corpus} audio files (.wav/.flac) found in {root}")
+        raise CorpusError(f"no {corpus} audio files ({'/'.join(AUDIO_SUFFIXES)}) found in {root}")
     return utts

@@ -72,6 +72,8 @@ _CORPUS_CODES: dict[str, dict[str, str | None]] = {
     # IEMOCAP: excitement is merged with happiness (the usual 4-class protocol); frustration and "other" have
     # no common label.
     "iemocap": {"exc": "happy", "fru": None, "oth": None, "xxx": None},
+    "ased": {"n": "neutral", "f": "fear", "h": "happy", "s": "sad", "a": "angry"},
+    "nemo": {"surprised": "surprise"},
     "msp-podcast": {
         "A": "angry",
         "S": "sad",
