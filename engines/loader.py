@@ -15,9 +15,27 @@ from engines.trt import TensorRTBackend, probe_trt_host
 log = logging.getLogger(__name__)
 
 
+BUNDLED_ENGINES = ("default", "fast")
+
+
 def default_engine_path() -> Path:
     """The engine bundled as package data (engines/default)."""
-    return Path(__file__).resolve().parent / "default"
+    return bundled_engine_path("default")
+
+
+def bundled_engine_path(name: str) -> Path:
+    """A bundled engine by name: ``default`` (the most accurate) or ``fast`` (the cheapest per window)."""
+    return Path(__file__).resolve().parent / name
+
+
+def resolve_engine_path(path: str | Path | None) -> Path:
+    """An engine directory, or a bundled engine's name where no such directory exists here."""
+    if path is None:
+        return default_engine_path()
+    candidate = Path(path)
+    if str(path) in BUNDLED_ENGINES and not candidate.exists():
+        return bundled_engine_path(str(path))
+    return candidate
 
 
 def probe_host(want_trt: bool) -> HostInfo:
@@ -45,7 +63,7 @@ def load_engine(
     for label, n in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
         if n is not None and (not isinstance(n, int) or n < 0):
             raise ValueError(f"{label} must be a non-negative integer or None, got {n!r}")
-    engine_dir = Path(path) if path is not None else default_engine_path()
+    engine_dir = resolve_engine_path(path)
     if not engine_dir.exists():
         hint = " (no default engine is bundled yet: pass an engine directory)" if path is None else ""
         raise EngineError(f"{engine_dir}: engine directory not found{hint}")

@@ -42,7 +42,7 @@ def _m(help: str, lo: float | None = None, hi: float | None = None) -> dict[str,
 
 @dataclass(frozen=True)
 class EngineSection:
-    path: Path | None = field(default=None, metadata=_m("engine directory; none = the bundled default"))
+    path: Path | None = field(default=None, metadata=_m("engine directory or bundled name (default | fast)"))
     backend: Literal["auto", "tensorrt", "onnxruntime-trt", "onnxruntime-cuda", "onnxruntime-cpu"] = field(
         default="auto", metadata=_m("execution backend")
     )

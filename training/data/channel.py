@@ -106,5 +106,7 @@ def augment_channel(x: Audio, rng: np.random.Generator, cfg: ChannelConfig | Non
     if rng.random() < cfg.p_telephone:
         y = telephone(y)
     if rng.random() < cfg.p_codec:
-        y = codec_round_trip(y, "opus" if rng.random() < 0.5 else "mp3", float(rng.uniform(*cfg.codec_quality)))
+        y = codec_round_trip(
+            y, "opus" if rng.random() < 0.5 else "mp3", float(rng.uniform(*cfg.codec_quality))
+        )
     return np.clip(y, -1.0, 1.0).astype(np.float32)

@@ -9,6 +9,7 @@ blocks of Whisper-base; its positional table is cut to the window's length, so a
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -38,10 +39,12 @@ def _slaney_mel_to_hz(mel: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def slaney_mel_filters(n_mels: int = N_MELS, n_fft: int = 400, sample_rate: int = 16_000) -> np.ndarray:
-    """Slaney-scale, Slaney-normalised mel filters [n_mels, n_fft // 2 + 1] (librosa's default, as Whisper)."""
+    """Slaney-scale, Slaney-normalised mel filters [n_mels, n_fft // 2 + 1] (librosa's, as in Whisper)."""
     fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
     edges = _slaney_mel_to_hz(
-        np.linspace(_slaney_hz_to_mel(np.array(0.0)), _slaney_hz_to_mel(np.array(sample_rate / 2.0)), n_mels + 2)
+        np.linspace(
+            _slaney_hz_to_mel(np.array(0.0)), _slaney_hz_to_mel(np.array(sample_rate / 2.0)), n_mels + 2
+        )
     )
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_hz[None, :]
@@ -120,10 +123,14 @@ class WhisperEncoder(nn.Module):
     def load_ctranslate2(self, weights: dict[str, npt.NDArray[np.float32]]) -> None:
         """Copy tensors named as in a CTranslate2 Whisper spec (see ``weights.read_encoder``)."""
 
-        def put(param: Tensor, name: str) -> None:
+        def put(param: Tensor | None, name: str) -> None:
+            if param is None:
+                raise ValueError(f"Whisper tensor {name} has no parameter to go to")
             value = torch.from_numpy(np.ascontiguousarray(weights[name]))
             if value.shape != param.shape:
-                raise ValueError(f"Whisper tensor {name} is {tuple(value.shape)}, expected {tuple(param.shape)}")
+                raise ValueError(
+                    f"Whisper tensor {name} is {tuple(value.shape)}, expected {tuple(param.shape)}"
+                )
             with torch.no_grad():
                 param.copy_(value)
 
@@ -133,6 +140,7 @@ class WhisperEncoder(nn.Module):
         put(self.conv2.bias, "conv2/bias")
         put(self.positions, "position_encodings/encodings")
         for i, block in enumerate(self.blocks):
+            block = cast(Block, block)
             p = f"layer_{i}/"
             put(block.attn_ln.weight, p + "self_attention/layer_norm/gamma")
             put(block.attn_ln.bias, p + "self_attention/layer_norm/beta")

