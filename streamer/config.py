@@ -235,8 +235,8 @@ def apply_env(cfg: EmotrackConfig, environ: Mapping[str, str]) -> EmotrackConfig
             cfg = apply_text(cfg, ["stdout"], text, var)
         elif "__" in rest and rest.split("__", 1)[0] in _SECTIONS:
             cfg = apply_text(cfg, rest.split("__"), text, var)
-        elif rest.split("__", 1)[0] in ("config", "debug", "corpora"):
-            continue  # read elsewhere (config path, CLI debug, test corpora), not config keys
+        elif rest.split("__", 1)[0] in ("config", "debug", "corpora", "shared", "alsa_file_mic"):
+            continue  # read elsewhere (config path, CLI debug, corpora and test data), not config keys
         else:
             raise ConfigError(f"environment {var}: unknown setting (use EMOTRACK_<SECTION>__<KEY>)")
     return cfg
