@@ -154,7 +154,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="corpora root (default: $EMOTRACK_CORPORA, else ../shared/corpora from the working directory)",
     )
     p.add_argument("--workdir", type=Path, metavar="DIR", help="where temp audio and logs go")
-    p.add_argument("--json", action="store_true", help="print one JSON object (trials go to stderr)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the result (JSON either way) on one line instead of indented, and each trial's progress on "
+        "stderr as a JSON line instead of text",
+    )
     return p
 
 
