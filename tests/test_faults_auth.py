@@ -47,6 +47,7 @@ async def test_wrong_password_live_source_stops_with_exit_1(
 ) -> None:
     """A live source never ends on its own: before the fix the daemon retried the refusal forever."""
     port = free_port()
+    started = asyncio.get_running_loop().time()
     p = await start_cli(
         *base_args(
             tiny_engine_dir,
@@ -63,8 +64,9 @@ async def test_wrong_password_live_source_stops_with_exit_1(
         rc = await p.wait(30)
     finally:
         await p.kill()
+    took = round(asyncio.get_running_loop().time() - started, 1)  # start-up (engine load) included
     err = _lines(p.stderr)
-    report("auth_failure_live_source", {"exit_code": rc, "stderr_lines": len(err)})
+    report("auth_failure_live_source", {"exit_code": rc, "stderr_lines": len(err), "seconds_to_exit": took})
     assert rc == 1, err
     assert len(err) == 1 and "refused the connection" in err[0], err
 
