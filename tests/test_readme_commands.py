@@ -6,8 +6,8 @@ brackets dropped, the first alternative kept, placeholders (FILE, LOG, DIR, URL,
 real fixtures. Then:
 
 - every command must parse with the real parser (a flag renamed or removed fails here);
-- commands of ``RUN`` run as a subprocess on tiny inputs and must exit 0 (``listen`` runs 3 s against a real
-  Mosquitto and must still be running, then gets SIGTERM);
+- commands of ``RUN`` run as a subprocess on tiny inputs and must exit 0; ``listen`` (against a real
+  Mosquitto) and ``run`` with a socket source must still be running after ``LIVE_S``, then get SIGTERM;
 - ``PARSE_ONLY`` lists the commands only parsed, with the reason; a subcommand in neither is parsed
   only, so a new README command is checked without an edit here;
 - a bare prose mention (``emotrack run``, ``emotrack config --check``) must name a real command and real
@@ -47,6 +47,13 @@ NEEDS = {  # a token in a command line -> why that line cannot run here
     "broker.lan": "needs the user's broker broker.lan",
 }
 TIMEOUT_S = 120
+LIVE_S = 4.0  # how long a command that runs until stopped runs before SIGTERM
+LIVE_SOURCES = ("tcp://", "unix:")  # a daemon reading these runs until stopped (stdin gets EOF at once)
+
+
+def runs_until_stopped(args: list[str]) -> bool:
+    """``listen``, and ``run`` with a socket source: they never end on their own."""
+    return args[0] == "listen" or (args[0] == "run" and any(a.startswith(LIVE_SOURCES) for a in args))
 
 
 @dataclass(frozen=True)
@@ -251,17 +258,18 @@ async def test_readme_command_runs(q: Quoted, inputs: Inputs, mosquitto: Mosquit
         *cli_cmd(*args),
         env=cli_env(),
         cwd=inputs.tmp,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    if args[0] == "listen":  # runs until stopped: it must still be running, then stop on SIGTERM
-        await asyncio.sleep(3.0)
+    if runs_until_stopped(args):  # it must still be running after a while, then stop on SIGTERM
+        await asyncio.sleep(LIVE_S)
         assert proc.returncode is None, f"README line {q.line}: {q.text!r} exited early"
         proc.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)
     text = err.decode(errors="replace")
     assert "Traceback" not in text, text
-    ok = (0, -signal.SIGTERM, 128 + signal.SIGTERM) if args[0] == "listen" else (0,)
+    ok = (0, -signal.SIGTERM, 128 + signal.SIGTERM) if args[0] == "listen" else (0,)  # run drains: 0
     assert proc.returncode in ok, f"README line {q.line}: {shlex.join(args)} -> {proc.returncode}: {text}"
     if args[0] == "predict" and "--track" in args and "--text" in args:
         lines = out.decode().splitlines()
