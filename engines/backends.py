@@ -48,6 +48,7 @@ class HostInfo:
     ort_providers: tuple[str, ...]
     gpu_name: str | None = None
     tensorrt_version: str | None = None
+    ort_trt_problem: str | None = None  # why ORT's TensorRT provider was left out of ort_providers
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ def select_backend(requested: str, manifest: EngineManifest, host: HostInfo, whe
         "onnxruntime-cpu": (ORT_CPU,),
     }[requested]
     first = wanted[0]
+    if requested != "auto" and first == ORT_TRT and host.ort_trt_problem is not None:
+        raise EngineError(
+            f"{where}: backend 'onnxruntime-trt' needs TensorRT's libraries, which do not load here "
+            f"({host.ort_trt_problem}); use 'onnxruntime-cuda' or install TensorRT"
+        )
     if requested != "auto" and first not in avail:
         raise EngineError(
             f"{where}: backend {requested!r} needs ONNX Runtime's {first}, which this onnxruntime "
@@ -101,6 +107,31 @@ def select_backend(requested: str, manifest: EngineManifest, host: HostInfo, whe
     if ORT_CPU not in providers:
         providers = (*providers, ORT_CPU)
     return BackendChoice("onnxruntime", providers=providers, reason=f"{requested}: {', '.join(providers)}")
+
+
+def tensorrt_ep_problem() -> str | None:
+    """Why ONNX Runtime's TensorRT provider cannot run here, or None when its libraries load.
+
+    onnxruntime-gpu lists the provider whether or not TensorRT is installed; asked to use it without
+    TensorRT's libraries it prints a red "Failed to load library libnvinfer.so.10" block and an "EP Error"
+    banner before falling back to CUDA. So the provider is requested only when its library (and so every
+    library it needs) loads.
+    """
+    import ctypes
+
+    import onnxruntime as ort
+
+    capi = Path(ort.__file__).parent / "capi"
+    provider = capi / "libonnxruntime_providers_tensorrt.so"
+    try:
+        if provider.is_file():  # loads only if every library it needs does (as ORT loads them)
+            ctypes.CDLL(str(capi / "libonnxruntime_providers_shared.so"), mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(str(provider))
+        else:
+            ctypes.CDLL("libnvinfer.so.10")
+    except OSError as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 def backend_label(providers: tuple[str, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engines.backends import ORT_CPU, HostInfo, OrtBackend, select_backend
+from engines.backends import ORT_CPU, ORT_TRT, HostInfo, OrtBackend, select_backend, tensorrt_ep_problem
 from engines.engine import Engine
 from engines.errors import EngineError
 from engines.integrity import verify_file
@@ -43,11 +43,16 @@ def probe_host(want_trt: bool) -> HostInfo:
     import onnxruntime as ort
 
     providers = tuple(ort.get_available_providers())
+    problem = tensorrt_ep_problem() if ORT_TRT in providers else None
+    if problem is not None:  # requesting it anyway prints ORT's red "EP Error" block before falling back
+        log.info("ONNX Runtime's TensorRT provider left out: %s", problem)
+        providers = tuple(p for p in providers if p != ORT_TRT)
     trt = probe_trt_host() if want_trt else None
     return HostInfo(
         ort_providers=providers,
         gpu_name=trt.gpu_name if trt else None,
         tensorrt_version=trt.tensorrt_version if trt else None,
+        ort_trt_problem=problem,
     )
 
 

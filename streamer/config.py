@@ -211,6 +211,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a Latin-1 editor's "é" is the usual cause
+        line, byte = exc.object[: exc.start].count(b"\n") + 1, exc.object[exc.start]
+        raise ConfigError(
+            f"config file {path}: not UTF-8 (byte 0x{byte:02x} on line {line}); save it as UTF-8"
+        ) from None
 
 
 def apply_env(cfg: EmotrackConfig, environ: Mapping[str, str]) -> EmotrackConfig:
@@ -230,8 +235,8 @@ def apply_env(cfg: EmotrackConfig, environ: Mapping[str, str]) -> EmotrackConfig
             cfg = apply_text(cfg, ["stdout"], text, var)
         elif "__" in rest and rest.split("__", 1)[0] in _SECTIONS:
             cfg = apply_text(cfg, rest.split("__"), text, var)
-        elif rest.split("__", 1)[0] in ("config", "debug", "corpora"):
-            continue  # read elsewhere (config path, CLI debug, test corpora), not config keys
+        elif rest.split("__", 1)[0] in ("config", "debug", "corpora", "shared", "alsa_file_mic"):
+            continue  # read elsewhere (config path, CLI debug, corpora and test data), not config keys
         else:
             raise ConfigError(f"environment {var}: unknown setting (use EMOTRACK_<SECTION>__<KEY>)")
     return cfg

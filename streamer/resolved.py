@@ -44,3 +44,15 @@ def source_specs(cfg: EmotrackConfig) -> list[SourceSpec]:
 
         raise SourceError(f"sources: stream id {sorted(dup)[0]!r} is used twice (set id= on one of them)")
     return specs
+
+
+def check_config(cfg: EmotrackConfig) -> WindowConfig:
+    """Everything ``run`` checks before it opens anything: the window schedule against the engine's
+    manifest and the sources' specs. ``emotrack config --check`` runs this same function, so it passes
+    exactly what ``run`` accepts."""
+    from engines import default_engine_path, read_manifest
+
+    manifest = read_manifest(cfg.engine.path if cfg.engine.path is not None else default_engine_path())
+    windows = window_config(cfg, manifest)
+    source_specs(cfg)
+    return windows

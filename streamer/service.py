@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer.config import EmotrackConfig
 from streamer.daemon import Daemon
@@ -20,6 +20,9 @@ from streamer.resolved import source_specs
 from streamer.sdnotify import SdNotifier
 from streamer.sinks.base import Sink
 from streamer.sources.spec import open_source
+
+if TYPE_CHECKING:
+    from streamer.sinks.mqtt import MqttSink
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,13 @@ async def serve(
         daemon.seqstore = state.seqstore if state is not None else None
         if install_signals:
             daemon.install_signal_handlers()
-        await daemon.run()
+        refused = asyncio.create_task(_stop_when_refused(mqtt, daemon))
+        try:
+            await daemon.run()
+        finally:
+            refused.cancel()
+        if mqtt.refused is not None:  # the records are in the log and the spool; the CLI prints this
+            raise mqtt.refused
         return daemon
     finally:
         if state is not None:
@@ -112,3 +121,9 @@ async def serve(
         if broker is not None:
             await broker.stop()
         notifier.close()
+
+
+async def _stop_when_refused(mqtt: MqttSink, daemon: Daemon) -> None:
+    """A broker that refused our credentials will refuse them again: drain and stop (the CLI exits 1)."""
+    await mqtt.refused_event.wait()
+    daemon.request_stop()

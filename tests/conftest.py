@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,27 +10,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.shared_data import CORPORA_MISSING, corpora_root
+
 pytest_plugins: list[str] = ["tests.fixtures_mqtt", "tests.fixtures_engine", "tests.fixtures_training"]
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def corpora_root() -> Path | None:
-    """../shared/corpora beside the checkout (or $EMOTRACK_CORPORA); None when absent."""
-    env = os.environ.get("EMOTRACK_CORPORA")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "corpora")
-    for c in candidates:
-        if (c / "ravdess").is_dir():
-            return c
-    return None
 
 
 @pytest.fixture(scope="session")
 def corpora_dir() -> Path:
     root = corpora_root()
     if root is None:
-        pytest.skip("../shared/corpora is absent: corpus tests need RAVDESS/TESS")
+        pytest.skip(CORPORA_MISSING)
     return root
 
 

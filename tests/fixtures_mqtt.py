@@ -229,6 +229,18 @@ def mosquitto_factory() -> Iterator[MosquittoFactory]:
 
 
 @pytest.fixture
+def auth_broker(mosquitto_factory: MosquittoFactory) -> MosquittoServer:
+    """Mosquitto with a password file (user ``alice``, password ``s3cret-pw``), no anonymous access."""
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    d = mosquitto_factory.workdir()
+    pwfile = d / "passwords"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pwfile), "alice", "s3cret-pw"], check=True)
+    os.chmod(pwfile, 0o644)
+    return mosquitto_factory.start(d, extra=[f"password_file {pwfile}"], anonymous=False)
+
+
+@pytest.fixture
 def mqtt_prefix() -> str:
     """A topic prefix no other test uses."""
     return f"emotrack-test/{uuid.uuid4().hex[:12]}"

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from tests.daemon_helpers import REPO, cli_cmd, cli_env
 from tests.fixtures_mqtt import MosquittoServer, free_port
+from tests.shared_data import MIC_MISSING, alsa_file_mic
 
 
 def emotrack(
@@ -214,9 +215,9 @@ def test_listen_unreachable_broker() -> None:
 
 
 def test_devices_lists_the_file_microphone(speech_wav: Path, tmp_path: Path) -> None:
-    tool = REPO.parent / "shared" / "tools" / "alsa-file-mic"
-    if not tool.exists():
-        pytest.skip("../shared/tools/alsa-file-mic is absent")
+    tool = alsa_file_mic()
+    if tool is None:
+        pytest.skip(MIC_MISSING)
     subprocess.run([str(tool), str(speech_wav), str(tmp_path)], check=True, capture_output=True)
     r = emotrack("devices", env=cli_env({"HOME": str(tmp_path)}))
     assert r.returncode == 0 and "filemic" in r.stdout

@@ -23,6 +23,7 @@ from tests.daemon_helpers import (
     window_seqs,
 )
 from tests.fixtures_mqtt import MosquittoServer, Subscriber, free_port, port_accepts
+from tests.shared_data import MIC_MISSING, alsa_file_mic
 
 WINDOW_FIELDS = {
     "type",
@@ -38,7 +39,7 @@ WINDOW_FIELDS = {
     "smoothed",
     "engine",
 }
-ALSA_FILE_MIC = Path(__file__).resolve().parents[2] / "shared" / "tools" / "alsa-file-mic"
+ALSA_FILE_MIC = alsa_file_mic() or Path("alsa-file-mic")
 
 
 async def test_run_publishes_every_window_in_order_and_logs(
@@ -186,7 +187,7 @@ async def test_sigterm_drains_and_notifies_systemd(
         await p.kill()
 
 
-@pytest.mark.skipif(not ALSA_FILE_MIC.exists(), reason="../shared/tools/alsa-file-mic is absent")
+@pytest.mark.skipif(alsa_file_mic() is None, reason=MIC_MISSING)
 async def test_microphone_end_to_end(
     mosquitto: MosquittoServer,
     subscriber: Subscriber,

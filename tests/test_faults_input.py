@@ -25,8 +25,9 @@ from streamer.records import Record, StateRecord, WindowRecord
 from streamer.sources.base import SourceError
 from streamer.sources.spec import open_source, parse_spec
 from tests.daemon_helpers import REPO, cli_cmd, cli_env
+from tests.shared_data import MIC_MISSING, alsa_file_mic
 
-ALSA_FILE_MIC = REPO.parent / "shared" / "tools" / "alsa-file-mic"
+ALSA_FILE_MIC = alsa_file_mic() or Path("alsa-file-mic")
 
 
 class Collect:
@@ -226,7 +227,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.skipif(not ALSA_FILE_MIC.exists(), reason="../shared/tools/alsa-file-mic is absent")
+@pytest.mark.skipif(alsa_file_mic() is None, reason=MIC_MISSING)
 def test_microphone_lost_mid_stream_other_streams_go_on(
     tiny_engine_dir: Path, speech_wav: Path, tmp_path: Path
 ) -> None:

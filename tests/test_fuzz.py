@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -129,15 +131,52 @@ table = st.lists(section_table, max_size=4).map(dict) | st.dictionaries(
 )
 
 
+def _norm(x: Any) -> Any:
+    """A value as the loader stores it, comparable with the value given (ints in float fields, lists in
+    tuple fields, paths, enums)."""
+    if isinstance(x, enum.Enum):
+        return _norm(x.value)
+    if isinstance(x, list | tuple):
+        return [_norm(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        return float(x)
+    return x
+
+
+def _applied(got: Any, wanted: Any) -> bool:
+    if isinstance(got, Path):
+        return isinstance(wanted, str | Path) and got == Path(wanted).expanduser()
+    return bool(_norm(got) == _norm(wanted))
+
+
 @FAST
 @given(t=table)
-def test_config_table_is_valid_or_config_error(t: dict[str, Any]) -> None:
+@example(t={"inference": {"max_batch": 16, "max_wait_ms": 2}, "stdout": "json"})
+def test_config_table_is_applied_exactly_or_config_error(t: dict[str, Any]) -> None:
+    """Accepted: every key given holds the value given (nothing dropped or altered) within its declared
+    range. Refused: one ConfigError naming the key."""
     try:
         cfg = apply_table(EmotrackConfig(), t)
     except ConfigError as exc:
-        assert str(exc).startswith("config "), exc
+        assert str(exc).startswith("config ") and "\n" not in str(exc), exc
         return
-    assert isinstance(cfg, EmotrackConfig)
+    for name, wanted in t.items():
+        if name == "sources":
+            assert [s.spec for s in cfg.sources] == ([wanted] if isinstance(wanted, str) else list(wanted))
+        elif name == "stdout":
+            assert cfg.stdout == wanted
+        else:
+            section = getattr(cfg, name)
+            for key, v in wanted.items():
+                assert _applied(getattr(section, key), v), (name, key, getattr(section, key), v)
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        for f in dataclasses.fields(section):
+            v, lo, hi = getattr(section, f.name), f.metadata.get("min"), f.metadata.get("max")
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                assert (lo is None or v >= lo) and (hi is None or v <= hi), (name, f.name, v)
 
 
 @FAST
@@ -208,9 +247,16 @@ def test_manifest_mutation_is_valid_or_engine_error(key: str, new: Any, drop: bo
 @FAST
 @given(doc=json_value | st.binary(max_size=64).map(lambda b: b.decode("latin-1")))
 def test_manifest_file_with_any_content_is_engine_error(doc: Any, tmp_path_factory: Any) -> None:
+    """Random content is never a manifest (a valid one needs 14 keys; at most 12 leaves are drawn), so
+    reading it must raise, in one line naming the file."""
     d: Path = tmp_path_factory.mktemp("m")
     (d / "engine.json").write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
-    try:
+    with pytest.raises(EngineError) as err:
         read_manifest(d)
-    except EngineError as exc:
-        assert str(d / "engine.json") in str(exc) and "\n" not in str(exc)
+    assert str(d / "engine.json") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_manifest_file_reader_accepts_a_valid_manifest(tmp_path: Path) -> None:
+    """The counterpart of the test above: the reader is not simply refusing everything."""
+    (tmp_path / "engine.json").write_text(json.dumps(_valid_manifest()), encoding="utf-8")
+    assert read_manifest(tmp_path).name == "fuzz"

@@ -19,13 +19,14 @@ import soundfile as sf
 
 from streamer.sources.base import SourceError
 from streamer.sources.mic import DeviceInfo, resolve_device
+from tests.shared_data import MIC_MISSING, alsa_file_mic
 
 REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO.parent / "shared" / "tools" / "alsa-file-mic"
+TOOL = alsa_file_mic() or Path("alsa-file-mic")
 
 needs_mic = pytest.mark.skipif(
-    importlib.util.find_spec("pyaudio") is None or not TOOL.is_file(),
-    reason="needs pyaudio (pip install '.[mic]') and ../shared/tools/alsa-file-mic",
+    importlib.util.find_spec("pyaudio") is None or alsa_file_mic() is None,
+    reason=f"needs pyaudio (pip install '.[mic]') and {MIC_MISSING}",
 )
 
 

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,22 @@ class StreamAudio:
     speech: tuple[tuple[float, float], ...]  # (onset_s, offset_s) per clip
 
 
-def find_corpora(explicit: Path | None = None) -> Path | None:
-    """``explicit``, else $EMOTRACK_CORPORA, else ../shared/corpora beside the checkout; None if absent."""
+def find_corpora(
+    explicit: Path | None = None, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The first of: ``explicit`` (``--corpora``), ``$EMOTRACK_CORPORA``, ``$EMOTRACK_SHARED/corpora``,
+    ``../shared/corpora`` from the working directory (a checkout), ``../shared/corpora`` beside the source
+    tree (an editable install); None if none holds RAVDESS or TESS. The working directory comes before the
+    package's own location because a regular install puts the package in the venv, far from the checkout.
+    """
+    env = os.environ if environ is None else environ
+    here = Path.cwd() if cwd is None else cwd
     cands = [explicit] if explicit else []
-    if os.environ.get("EMOTRACK_CORPORA"):
-        cands.append(Path(os.environ["EMOTRACK_CORPORA"]))
-    cands.append(Path(__file__).resolve().parents[3] / "shared" / "corpora")
+    if env.get("EMOTRACK_CORPORA"):
+        cands.append(Path(env["EMOTRACK_CORPORA"]))
+    if env.get("EMOTRACK_SHARED"):
+        cands.append(Path(env["EMOTRACK_SHARED"]) / "corpora")
+    cands += [here.parent / "shared" / "corpora", Path(__file__).resolve().parents[3] / "shared" / "corpora"]
     for c in cands:
         if c is not None and ((c / "ravdess").is_dir() or (c / "tess").is_dir()):
             return c
@@ -101,7 +112,7 @@ class ClipPool:
         exe = shutil.which("espeak-ng")
         if exe is None:
             raise BenchAudioError(
-                "bench needs speech: no corpora found (../shared/corpora or $EMOTRACK_CORPORA) "
+                "bench needs speech: no corpora found (--corpora, $EMOTRACK_CORPORA, ../shared/corpora) "
                 "and espeak-ng is not installed"
             )
         out_dir = self.workdir / "espeak"

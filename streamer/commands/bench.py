@@ -147,9 +147,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--no-warmup", action="store_true", help="do not call the engine once before measuring")
     p.add_argument("--mqtt", metavar="URL", help="use this broker (default: start mosquitto, else amqtt)")
-    p.add_argument("--corpora", type=Path, metavar="DIR", help="corpora root (default: ../shared/corpora)")
+    p.add_argument(
+        "--corpora",
+        type=Path,
+        metavar="DIR",
+        help="corpora root (default: $EMOTRACK_CORPORA, else ../shared/corpora from the working directory)",
+    )
     p.add_argument("--workdir", type=Path, metavar="DIR", help="where temp audio and logs go")
-    p.add_argument("--json", action="store_true", help="print one JSON object (trials go to stderr)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="the result (JSON either way) on one line instead of indented, and each trial's progress on "
+        "stderr as a JSON line instead of text",
+    )
     return p
 
 

@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print(defaults_toml(), end="")
         return 0
+    from streamer.resolved import check_config
+
     cfg = load_config(args.check)
+    check_config(cfg)  # the same checks as `emotrack run`: windows against the engine, source specs
     if args.json:
         print(config_json(cfg))
         return 0

@@ -34,7 +34,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", default=True, help="one JSON object per file (default)")
     out.add_argument("--text", dest="json", action="store_false", help="readable text instead of JSON lines")
-    p.add_argument("--track", action="store_true", help="add the per-window track (raw and smoothed)")
+    p.add_argument(
+        "--track",
+        action="store_true",
+        help="add the per-window track, raw and smoothed (JSON: a 'track' list; text: one line per window)",
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (shown on a terminal's stderr only)"
     )
@@ -96,15 +100,26 @@ def summarise(path: Path, duration: float, records: list[Record], track: bool) -
     return out
 
 
+def _emotion(d: dict[str, Any]) -> str:
+    """``label p v=.. a=.. d=..`` of a summary or a window's raw/smoothed scores."""
+    p = f" {d['scores'][d['label']]:.2f}" if d.get("scores") and d.get("label") else ""
+    vad = " ".join(f"{k[0]}={d[k]:+.2f}" for k in ("valence", "arousal", "dominance") if d.get(k) is not None)
+    return f"{d.get('label') or '-'}{p} {vad}".rstrip()
+
+
 def text_line(d: dict[str, Any]) -> str:
+    """The file's line, then with ``--track`` one indented line per window (raw, then smoothed)."""
     if d["label"] is None and d["valence"] is None:
         return f"{d['file']}: no speech found ({d['duration']:.2f} s)"
-    p = f" {d['scores'][d['label']]:.2f}" if d["scores"] else ""
-    vad = " ".join(f"{k[0]}={d[k]:+.2f}" for k in ("valence", "arousal", "dominance") if d.get(k) is not None)
-    return (
-        f"{d['file']}: {d['label'] or '-'}{p} {vad} "
+    head = (
+        f"{d['file']}: {_emotion(d)} "
         f"(speech {d['speech_seconds']:.2f} of {d['duration']:.2f} s, {d['windows']} windows)"
     )
+    rows = [
+        f"  {w['start']:7.2f}-{w['end']:.2f} s  {_emotion(w['raw'])}  | smoothed {_emotion(w['smoothed'])}"
+        for w in d.get("track", [])
+    ]
+    return "\n".join([head, *rows])
 
 
 async def predict(args: argparse.Namespace) -> int:

@@ -39,6 +39,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     c.add_argument(
         "--centring-warmup", type=float, metavar="S", help="speech seconds the strength ramps over"
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config key (repeatable), e.g. --set centring.enabled=false; the flags above win",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per log written")
     return p
 
@@ -81,10 +88,17 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamer.cli import UsageError
     from streamer.config import load_config
     from streamer.replay import is_log, replay
 
-    cfg = load_config(args.config, flags=_flags(args))
+    overrides = []
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        overrides.append((key.strip(), value))
+    cfg = load_config(args.config, overrides=overrides, flags=_flags(args))
     rescore = args.engine is not None or not is_log(args.input)
     results = asyncio.run(replay(args.input, cfg, args.out, rescore=rescore, stream_id=args.stream_id))
     for r in results:

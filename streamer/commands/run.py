@@ -101,10 +101,12 @@ def load_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from streamer.cli import UsageError
+    from streamer.resolved import check_config
     from streamer.service import serve
 
     cfg = load_from_args(args)
     if not cfg.sources:
         raise UsageError("no sources: pass --source SPEC or list [[sources]] in the config file")
+    check_config(cfg)  # what `emotrack config --check` checks, before the engine is loaded
     daemon = asyncio.run(serve(cfg))
     return 0 if daemon.batcher.stats.failed == 0 else 1

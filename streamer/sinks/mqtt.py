@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -29,15 +28,25 @@ import aiomqtt
 
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
 from streamer.sinks.base import record_json, safe_name
-from streamer.sinks.mqtt_config import BrokerUnreachableError, Endpoint, MqttConfig, MqttConfigError
+from streamer.sinks.mqtt_config import (
+    BrokerRefusedError,
+    BrokerUnreachableError,
+    Endpoint,
+    MqttConfig,
+    MqttConfigError,
+    describe_error,
+    refusal,
+)
 from streamer.sinks.spool import Spool, SpoolError
 
 __all__ = [
+    "BrokerRefusedError",
     "BrokerUnreachableError",
     "MqttConfig",
     "MqttConfigError",
     "MqttSink",
     "check_broker",
+    "describe_error",
 ]
 
 log = logging.getLogger("emotrack.mqtt")
@@ -74,6 +83,9 @@ class MqttSink:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ever_connected = False
+        self._failing = 0  # failed attempts since the last connection (only the first is logged)
+        self.refused: BrokerRefusedError | None = None  # the broker refused us for good (set once)
+        self.refused_event = asyncio.Event()  # set with ``refused``: the daemon stops on it
         self.published = 0
         self.dropped = 0
         self.reconnects = 0
@@ -157,11 +169,13 @@ class MqttSink:
             self.spool.close()
         if lost:
             self.dropped += lost
-            self._log.warning(
-                "MQTT: %d messages not delivered to %s before shutdown (outbox flush timed out)",
-                lost,
-                self.endpoint,
-            )
+            if self.refused is None:  # a refusal is reported once, as the daemon's error
+                self._log.warning(
+                    "MQTT: %d messages not delivered to %s before shutdown (%s)",
+                    lost,
+                    self.endpoint,
+                    "outbox flush timed out" if self._ever_connected else "broker never reached",
+                )
             self._outbox.clear()
             self._unacked.clear()
 
@@ -216,10 +230,15 @@ class MqttSink:
                     connected_at = loop.time()
                     if self._ever_connected:
                         self.reconnects += 1
-                        self._log.info("MQTT: reconnected to %s", self.endpoint)
-                    else:
-                        self._log.info("MQTT: connected to %s", self.endpoint)
+                    self._log.log(
+                        logging.WARNING if self._failing else logging.INFO,
+                        "MQTT: %s to %s%s",
+                        "reconnected" if self._ever_connected else "connected",
+                        self.endpoint,
+                        f" after {self._failing} failed attempts" if self._failing else "",
+                    )
                     self._ever_connected = True
+                    self._failing = 0
                     await self._session(client)
                 self.connected = False
                 return
@@ -245,12 +264,25 @@ class MqttSink:
                     delay = min(delay * 2, self.cfg.reconnect_max_s)
                     continue
                 self.connect_failures += 1
-                if self._closing.is_set():
-                    # One last attempt was made after close(); give up rather than spin.
-                    self._log.warning("MQTT: cannot reach broker at %s: %s; giving up", self.endpoint, reason)
+                self.refused = refusal(exc, self.endpoint)
+                if self.refused is not None:  # wrong password, not authorised: retrying cannot help
+                    self.refused_event.set()
                     return
-                self._log.warning(
-                    "MQTT: cannot reach broker at %s: %s; retrying in %.1fs", self.endpoint, reason, delay
+                if self._closing.is_set():
+                    # One last attempt was made after close(); give up rather than spin (close() says
+                    # how many messages that leaves undelivered).
+                    self._log.debug("MQTT: cannot reach broker at %s: %s; giving up", self.endpoint, reason)
+                    return
+                self._failing += 1
+                self._log.log(  # once per outage: a broker away for hours must not fill the journal
+                    logging.WARNING if self._failing == 1 else logging.DEBUG,
+                    "MQTT: cannot reach broker at %s: %s; retrying with backoff (%g s doubling up to %g s)"
+                    " until it answers, records wait in the outbox%s",
+                    self.endpoint,
+                    reason,
+                    self.cfg.reconnect_min_s,
+                    self.cfg.reconnect_max_s,
+                    " and the spool" if self.spool is not None else "",
                 )
                 await self._sleep_unless_closing(delay)
                 delay = min(delay * 2, self.cfg.reconnect_max_s)
@@ -342,21 +374,6 @@ async def _race(watcher: asyncio.Task[None], aw: Awaitable[T]) -> T:
         await task
     exc = watcher.exception()
     raise exc if isinstance(exc, aiomqtt.MqttError) else aiomqtt.MqttError("connection closed")
-
-
-_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
-
-
-def describe_error(exc: BaseException) -> str:
-    """A short reason for a log line ('Connection refused', '[code:134] Bad user name or password')."""
-    text = _ERRNO.sub("", str(exc)).strip()
-    cause = exc.__cause__
-    if text == "Disconnected during message iteration":  # aiomqtt's words for "the socket closed"
-        detail = _ERRNO.sub("", str(cause)).strip() if cause is not None else ""
-        return f"connection closed ({detail})" if detail else "connection closed"
-    if text in ("", "Operation timed out") and cause is not None:
-        text = _ERRNO.sub("", str(cause)).strip() or text
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def check_broker(target: str | MqttConfig, timeout: float = 5.0) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import ssl
 from dataclasses import dataclass, fields
@@ -16,6 +17,9 @@ from typing import Literal, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import paho.mqtt.client as mqtt_client
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
 
 from streamer.sinks.base import SinkError
 
@@ -29,6 +33,50 @@ class MqttConfigError(SinkError, ValueError):
 
 class BrokerUnreachableError(SinkError, ConnectionError):
     """The broker could not be reached or refused us; one line naming host:port and the reason."""
+
+
+class BrokerRefusedError(BrokerUnreachableError):
+    """The broker answered and refused us (credentials, authorisation, client id): retrying cannot help."""
+
+
+# CONNACK codes retrying cannot change. MQTT 3.1.1: 1 protocol version, 2 client id, 4 bad user name or
+# password, 5 not authorised; paho reports them as the MQTT 5 codes 132, 133, 134, 135 (138 banned,
+# 140 bad authentication method). "Server unavailable" (3, 136) and "server busy" (137) are transient.
+_PERMANENT_CONNACK = {1: "", 2: "client id", 4: "credentials", 5: "credentials", 132: "", 133: "client id",
+                      134: "credentials", 135: "credentials", 138: "", 140: "credentials"}  # fmt: skip
+
+
+def refusal(exc: BaseException, endpoint: Endpoint) -> BrokerRefusedError | None:
+    """The permanent refusal ``exc`` stands for (one line naming the broker and its reason), else None."""
+    if not isinstance(exc, MqttConnectError):
+        return None
+    rc = exc.rc
+    code = rc.value if isinstance(rc, ReasonCode) else rc
+    if not isinstance(code, int) or code not in _PERMANENT_CONNACK:
+        return None
+    reason = str(rc) if isinstance(rc, ReasonCode) else mqtt_client.connack_string(code)
+    hint = {
+        "credentials": "; check the MQTT username and password ([mqtt] username/password or the URL)",
+        "client id": "; check [mqtt] client_id",
+    }.get(_PERMANENT_CONNACK[code], "")
+    return BrokerRefusedError(
+        f"MQTT broker at {endpoint} refused the connection: {reason} (CONNACK code {code}){hint}"
+    )
+
+
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short reason for a log line ('Connection refused', '[code:134] Bad user name or password')."""
+    text = _ERRNO.sub("", str(exc)).strip()
+    cause = exc.__cause__
+    if text == "Disconnected during message iteration":  # aiomqtt's words for "the socket closed"
+        detail = _ERRNO.sub("", str(cause)).strip() if cause is not None else ""
+        return f"connection closed ({detail})" if detail else "connection closed"
+    if text in ("", "Operation timed out") and cause is not None:
+        text = _ERRNO.sub("", str(cause)).strip() or text
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Endpoint(NamedTuple):
