@@ -49,6 +49,7 @@ async def test_one_pass_excited_arousal_exceeds_calm_and_nothing_left_in_tmp(tmp
         *("demo", "--loops", "1", "--fast", "--score", "--stdout", "off", "--broker-port", "0"),
         *("--log-dir", str(tmp_path / "logs"), "--cache-dir", str(cache), "--threads", "1"),
         env=cli_env({"TMPDIR": str(private_tmp)}),
+        cwd=tmp_path,  # the daemon's default state directory is ./emotrack-state
     )
     assert await proc.wait(180) == 0, proc.stderr.decode()
     result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -67,6 +68,7 @@ async def test_looping_demo_ends_cleanly_on_a_signal(tmp_path: Path, sig: signal
     proc = await start_cli(
         *("demo", "--stdout", "json", "--broker-port", "0", "--threads", "1"),
         *("--log-dir", str(tmp_path / "logs"), "--cache-dir", str(tmp_path / "cache")),
+        cwd=tmp_path,
     )
     assert proc.proc.stdout is not None
     try:
