@@ -211,7 +211,10 @@ def test_listen_prints_streams(
 
 def test_listen_unreachable_broker() -> None:
     port = free_port()
-    one_error_line(emotrack("listen", "--mqtt", f"mqtt://127.0.0.1:{port}"), 1, f"127.0.0.1:{port}")
+    r = emotrack("listen", "--mqtt", f"mqtt://127.0.0.1:{port}", "--timeout", "2")  # it waits, then gives up
+    assert r.stderr.startswith("emotrack listen: waiting for the MQTT broker"), r.stderr
+    r.stderr = r.stderr.split("\n", 1)[1]
+    one_error_line(r, 1, f"127.0.0.1:{port} within 2s", "Connection refused")
 
 
 def test_devices_lists_the_file_microphone(speech_wav: Path, tmp_path: Path) -> None:

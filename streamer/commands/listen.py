@@ -8,13 +8,14 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncGenerator
 from typing import Any
 
 HELP = "print the emotion streams a daemon publishes on MQTT"
 
 
 class ListenError(Exception):
-    """The broker is unreachable (one line naming host:port)."""
+    """The broker refused us for good, or never answered within --timeout (one line naming host:port)."""
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -77,36 +78,123 @@ def json_line(topic: str, payload: bytes, retain: bool) -> str:
     return json.dumps({"topic": topic, "retain": retain, "payload": body}, ensure_ascii=False)
 
 
-async def listen(args: argparse.Namespace) -> int:
-    import aiomqtt
+_BACKOFF_MIN_S = 0.25
+_BACKOFF_MAX_S = 5.0
+# CONNACK refusals that retrying cannot fix: protocol, client id, bad credentials, not authorised
+# (MQTT 3.1.1 return codes and their MQTT 5 reason codes).
+_PERMANENT = frozenset({1, 2, 4, 5, 0x84, 0x85, 0x86, 0x87, 0x8C})
 
-    from streamer.sinks.mqtt import describe_error
+
+def _notice(text: str) -> None:
+    print(f"emotrack listen: {text}", file=sys.stderr, flush=True)
+
+
+def _permanent(exc: BaseException) -> bool:
+    from aiomqtt.exceptions import MqttConnectError
+
+    rc = getattr(exc, "rc", None)
+    code = getattr(rc, "value", rc)
+    return isinstance(exc, MqttConnectError) and isinstance(code, int) and code in _PERMANENT
+
+
+class Connection:
+    """``messages`` yields every message on ``<prefix>/#`` across broker outages.
+
+    A broker that is not up yet, restarts, or goes away with the daemon (the embedded one) is
+    waited for: one line on stderr when the link is lost, one when it is back, and reconnection
+    with exponential backoff in between. Only a refusal that retrying cannot fix (bad credentials,
+    not authorised) ends listening, as a ListenError.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.connected_once = False
+        self.last_error = ""
+        self.daemon_status = ""  # the last payload on <prefix>/status: "online" / "offline"
+
+    @property
+    def messages(self) -> AsyncGenerator[Any, None]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncGenerator[Any, None]:
+        import aiomqtt
+
+        from streamer.sinks.mqtt import describe_error
+
+        ep = self.cfg.endpoint()
+        status_topic = f"{self.cfg.base}/status"
+        delay, waiting, closing = _BACKOFF_MIN_S, False, False
+        while True:
+            connected = False
+            try:
+                async with self.cfg.make_client(identifier=f"emotrack-listen-{os.getpid()}") as client:
+                    await client.subscribe(f"{self.cfg.base}/#", qos=1)
+                    connected, self.connected_once, delay = True, True, _BACKOFF_MIN_S
+                    if waiting:
+                        _notice(f"connected to MQTT broker at {ep}")
+                        waiting = False
+                    async for m in client.messages:
+                        if m.topic.value == status_topic:
+                            self.daemon_status = bytes(m.payload or b"").decode(errors="replace").strip()
+                        try:
+                            yield m
+                        except GeneratorExit:  # the reader is done (--count): leave, do not retry
+                            closing = True
+                            raise
+            except aiomqtt.MqttError as exc:
+                if closing:
+                    return
+                self.last_error = describe_error(exc)
+                if _permanent(exc):
+                    raise ListenError(
+                        f"MQTT broker at {ep} refused the connection: {self.last_error}"
+                    ) from None
+                if not waiting:
+                    _notice(self._waiting_text(ep, connected))
+                    waiting = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    def _waiting_text(self, ep: Any, was_connected: bool) -> str:
+        retry = "retrying until it answers (Ctrl-C to stop)"
+        if not was_connected:
+            return f"waiting for the MQTT broker at {ep} ({self.last_error}); {retry}"
+        if self.daemon_status == "offline":  # an embedded broker stops with its daemon
+            return f"the daemon went offline and the MQTT broker at {ep} closed; {retry}"
+        return f"lost the MQTT broker at {ep} ({self.last_error}); {retry}"
+
+
+def _line(args: argparse.Namespace, m: Any, base: str) -> str:
+    payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+    topic = m.topic.value
+    if getattr(args, "json", False):
+        return json_line(topic, payload, bool(m.retain))
+    if args.raw:
+        return f"{topic} {payload.decode(errors='replace')}"
+    return readable(topic, payload, base)
+
+
+def _config(args: argparse.Namespace) -> Any:
     from streamer.sinks.mqtt_config import MqttConfig
 
-    cfg = MqttConfig(url=args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}", prefix=args.prefix)
-    seen = 0
-    try:
-        async with cfg.make_client(identifier=f"emotrack-listen-{os.getpid()}") as client:
-            await client.subscribe(f"{cfg.base}/#", qos=1)
-            if getattr(args, "live", False):  # streamer.liveview: the rich table instead of lines
-                from streamer.liveview import LiveModel, live
+    return MqttConfig(url=args.mqtt if "://" in args.mqtt else f"mqtt://{args.mqtt}", prefix=args.prefix)
 
-                return await live(client, LiveModel(cfg.base), count=args.count)
-            async for m in client.messages:
-                payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-                topic = m.topic.value
-                if getattr(args, "json", False):
-                    line = json_line(topic, payload, bool(m.retain))
-                elif args.raw:
-                    line = f"{topic} {payload.decode(errors='replace')}"
-                else:
-                    line = readable(topic, payload, cfg.base)
-                print(line, flush=True)
-                seen += 1
-                if args.count and seen >= args.count:
-                    return 0
-    except aiomqtt.MqttError as exc:
-        raise ListenError(f"cannot reach MQTT broker at {cfg.endpoint()}: {describe_error(exc)}") from None
+
+async def listen(args: argparse.Namespace, conn: Connection | None = None) -> int:
+    """Print (or draw) messages until --count, across broker outages; ListenError on a refusal."""
+    conn = conn or Connection(_config(args))
+    cfg = conn.cfg
+    if getattr(args, "live", False):  # streamer.liveview: the rich table instead of lines
+        from streamer.liveview import LiveModel, live
+
+        return await live(conn, LiveModel(cfg.base), count=args.count)
+    seen = 0
+    async with contextlib.aclosing(conn.messages) as messages:
+        async for m in messages:
+            print(_line(args, m, cfg.base), flush=True)
+            seen += 1
+            if args.count and seen >= args.count:
+                break
     return 0
 
 
@@ -115,13 +203,20 @@ def run(args: argparse.Namespace) -> int:
         from streamer.liveview import require_rich
 
         require_rich()
+    cfg = _config(args)
+    conn = Connection(cfg)
 
     async def main() -> int:
         if args.timeout > 0:
             with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(listen(args), args.timeout)
+                return await asyncio.wait_for(listen(args, conn), args.timeout)
+            if not conn.connected_once:  # waited the whole time for a broker that never answered
+                reason = conn.last_error or "no answer"
+                raise ListenError(
+                    f"cannot reach MQTT broker at {cfg.endpoint()} within {args.timeout:g}s: {reason}"
+                )
             return 0
-        return await listen(args)
+        return await listen(args, conn)
 
     try:
         return asyncio.run(main())
