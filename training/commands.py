@@ -55,7 +55,8 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="NAME=PATH",
-        help="corpus to read (ravdess, tess, ased, nemo, emodb, cremad, iemocap, msp-podcast, csv); repeatable",
+        help="corpus to read (ravdess, tess, ased, nemo, emodb, cremad, iemocap, msp-podcast, csv); "
+        "repeatable",
     )
 
 
