@@ -4,7 +4,7 @@ from engines.backends import BACKENDS, BackendChoice, HostInfo, select_backend
 from engines.engine import Engine, EngineResult, softmax
 from engines.errors import EngineError
 from engines.integrity import sha256_file, verify_checksums
-from engines.loader import default_engine_path, load_engine
+from engines.loader import bundled_engine_path, default_engine_path, load_engine, resolve_engine_path
 from engines.manifest import (
     EngineManifest,
     EngineOutputs,
@@ -25,9 +25,11 @@ __all__ = [
     "HostInfo",
     "Provenance",
     "TensorRTPlan",
+    "bundled_engine_path",
     "default_engine_path",
     "load_engine",
     "read_manifest",
+    "resolve_engine_path",
     "select_backend",
     "sha256_file",
     "softmax",

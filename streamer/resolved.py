@@ -50,9 +50,9 @@ def check_config(cfg: EmotrackConfig) -> WindowConfig:
     """Everything ``run`` checks before it opens anything: the window schedule against the engine's
     manifest and the sources' specs. ``emotrack config --check`` runs this same function, so it passes
     exactly what ``run`` accepts."""
-    from engines import default_engine_path, read_manifest
+    from engines import read_manifest, resolve_engine_path
 
-    manifest = read_manifest(cfg.engine.path if cfg.engine.path is not None else default_engine_path())
+    manifest = read_manifest(resolve_engine_path(cfg.engine.path))
     windows = window_config(cfg, manifest)
     source_specs(cfg)
     return windows

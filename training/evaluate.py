@@ -340,11 +340,11 @@ def evaluate_default_engine(
     covers all eight RAVDESS emotions; labels the engine lacks score recall 0 and are listed in
     `figures["unpredictable_all"]`.
     """
-    from engines import default_engine_path
+    from engines import resolve_engine_path
     from training.data.corpora import load_corpus
     from training.data.splits import default_split
 
-    path = Path(engine_dir) if engine_dir is not None else default_engine_path()
+    path = resolve_engine_path(engine_dir)
     test = default_split(load_corpus("ravdess", Path(ravdess_root))).test
     if calm_as_neutral:
         test = merge_calm(test)

@@ -46,9 +46,9 @@ def engine_cost(
 ) -> dict[str, Any]:
     """Per-window cost of ours (ONNX Runtime, batch 1 and ``batch``) and of the research way (PyTorch
     eager, batch 1) where the engine has a PyTorch copy; one entry per thread count."""
-    from engines import default_engine_path, load_engine, read_manifest
+    from engines import load_engine, read_manifest, resolve_engine_path
 
-    path = Path(engine_dir) if engine_dir is not None else default_engine_path()
+    path = resolve_engine_path(engine_dir)
     manifest = read_manifest(path)
     n = round(manifest.window_s * manifest.sample_rate)
     rng = np.random.default_rng(0)

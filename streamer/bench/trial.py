@@ -115,10 +115,10 @@ def watch_submissions(batcher: Any, latest: dict[str, int]) -> dict[str, dict[in
 def load(spec: TrialSpec) -> Any:
     """The engine the trial runs: ours (ONNX Runtime on CPU) or the research way (torch, batch 1)."""
     if spec.backend == "torch":
-        from engines import default_engine_path
+        from engines import resolve_engine_path
         from streamer.bench.engines import load_torch_engine
 
-        path = Path(spec.engine) if spec.engine else default_engine_path()
+        path = resolve_engine_path(spec.engine or None)
         return load_torch_engine(path, spec.intra_threads, spec.inter_threads)
     from engines import load_engine
     from streamer.config import engine_threads

@@ -164,7 +164,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _engine_path(args: argparse.Namespace) -> str | None:
-    from engines import EngineError, default_engine_path
+    from engines import EngineError, resolve_engine_path
 
     kind = "heavy" if args.heavy else args.standin
     if kind is not None:
@@ -174,7 +174,7 @@ def _engine_path(args: argparse.Namespace) -> str | None:
             print(f"emotrack bench: exporting the {kind} stand-in engine to {path} (once)", file=sys.stderr)
 
         return str(standin_engine(kind, on_build=note))
-    path = args.engine if args.engine is not None else default_engine_path()
+    path = resolve_engine_path(args.engine)
     if not (path / "engine.json").is_file():
         hint = " (no default engine is bundled yet: pass --engine DIR or --standin realtime)"
         raise EngineError(f"{path}: not an engine directory{'' if args.engine else hint}")

@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--config", type=Path, help="TOML config file (its sources are replaced)")
     p.add_argument(
-        "--engine", type=Path, metavar="DIR", help="engine directory (default: the bundled engine)"
+        "--engine", type=Path, metavar="DIR", help="engine directory or bundled name: default | fast"
     )
     p.add_argument("--backend", help="engine backend (as for run)")
     p.add_argument("--threads", type=int, metavar="N", help="engine intra-op threads")

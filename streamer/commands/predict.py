@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "files", nargs="+", type=Path, metavar="FILE", help="audio files (any format libsndfile reads)"
     )
     p.add_argument(
-        "--engine", type=Path, metavar="DIR", help="engine directory (default: the bundled engine)"
+        "--engine", type=Path, metavar="DIR", help="engine directory or bundled name: default | fast"
     )
     p.add_argument("--backend", default=None, help="engine backend (auto, onnxruntime-cpu, ...)")
     p.add_argument("-c", "--config", type=Path, help="TOML config (vad/windows/inference/smoothing sections)")

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "(repeatable; replaces the config's sources)",
     )
     p.add_argument(
-        "--engine", type=Path, metavar="DIR", help="engine directory (default: the bundled engine)"
+        "--engine", type=Path, metavar="DIR", help="engine directory or bundled name: default | fast"
     )
     p.add_argument(
         "--backend",

@@ -21,7 +21,7 @@ import numpy as np
 from training.data.corpora import load_corpus
 from training.data.types import Utterance
 from training.whisper.embed import Embeddings
-from training.whisper.heads import F32, I64, clip_log_probs, fit_head, unweighted_accuracy
+from training.whisper.heads import F32, I64, LinearHead, ccc, clip_log_probs, fit_head, unweighted_accuracy
 
 LABELS = ("neutral", "happy", "sad", "angry")
 CORPORA = ("ravdess", "tess", "ased", "nemo")
@@ -94,13 +94,31 @@ def training_set(
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(vads), groups
 
 
-def held_out_ua(data: dict[str, CorpusData], held: str, depth: int, c: float, use_aug: bool) -> float:
+def score_clips(head: LinearHead, d: CorpusData, depth: int) -> dict[str, float]:
+    """Per-clip four-class UA and V/A/D CCC (clip = mean of its windows) against the PAD coordinates."""
+    x = layer(d.clean.values, depth)
+    logp = clip_log_probs(head.logits(x), d.clean.clip, len(d.utts))
+    vad = np.zeros((len(d.utts), 3))
+    np.add.at(vad, d.clean.clip, head.vad(x))
+    vad /= np.maximum(np.bincount(d.clean.clip, minlength=len(d.utts)), 1)[:, None]
+    truth = np.asarray([u.vad for u in d.utts], dtype=np.float64)
+    out = {"ua": unweighted_accuracy(d.labels(), logp.argmax(axis=1), len(LABELS)), "n": float(len(d.utts))}
+    for i, name in enumerate(("valence", "arousal", "dominance")):
+        out[f"ccc_{name}"] = ccc(vad[:, i], truth[:, i])
+    return out
+
+
+def held_out_scores(
+    data: dict[str, CorpusData], held: str, depth: int, c: float, use_aug: bool
+) -> dict[str, float]:
+    """Train on the other corpora, score ``held`` zero-shot."""
     train = [n for n in CORPORA if n != held]
     x, y, vad, groups = training_set(data, train, depth, use_aug)
-    head = fit_head(x, y, vad, groups, c)
-    d = data[held]
-    logp = clip_log_probs(head.logits(layer(d.clean.values, depth)), d.clean.clip, len(d.utts))
-    return unweighted_accuracy(d.labels(), logp.argmax(axis=1), len(LABELS))
+    return score_clips(fit_head(x, y, vad, groups, c), data[held], depth)
+
+
+def held_out_ua(data: dict[str, CorpusData], held: str, depth: int, c: float, use_aug: bool) -> float:
+    return held_out_scores(data, held, depth, c, use_aug)["ua"]
 
 
 def main(argv: list[str] | None = None) -> int:

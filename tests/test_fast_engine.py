@@ -1,4 +1,5 @@
-"""The shipped default engine (engines/default): manifest, provenance, the daemon's path, and its figures.
+"""The bundled `fast` engine (engines/fast, emotrack-rt 1.2.0, the default until 2.0): manifest, provenance,
+the daemon's path, and its figures.
 
 The figures in engine.json must be reproducible: a fresh evaluation of the engine on RAVDESS actors 19-24
 (never used in training) has to give the same four-class UA/WA (skips when ../shared/corpora is absent).
@@ -14,16 +15,14 @@ import pytest
 import soundfile as sf
 
 from engines import load_engine, read_manifest
-from engines.loader import default_engine_path
+from engines.loader import bundled_engine_path
 from streamer.inference import Batcher
 from streamer.messages import AudioChunk, SpeechWindow
 from streamer.segmenter import Segmenter, WindowConfig
 from streamer.vad import VadConfig
 
-ENGINE = default_engine_path()
-pytestmark = pytest.mark.skipif(
-    not (ENGINE / "engine.json").is_file(), reason="engines/default has not been trained/exported yet"
-)
+ENGINE = bundled_engine_path("fast")
+pytestmark = pytest.mark.skipif(not (ENGINE / "engine.json").is_file(), reason="engines/fast is not bundled")
 
 
 def test_manifest_validates_and_states_its_provenance() -> None:
@@ -66,7 +65,7 @@ def test_torch_copy_matches_the_onnx_model(speech_wav: Path) -> None:
     from training.torch_copy import has_torch_copy, load_torch_copy
 
     if not has_torch_copy(ENGINE):
-        pytest.skip("engines/default has no PyTorch copy")
+        pytest.skip("engines/fast has no PyTorch copy")
     torch.set_num_threads(1)
     x, _ = sf.read(speech_wav, dtype="float32")
     batch = np.stack([x[16000:48000], x[20000:52000]])

@@ -1,0 +1,65 @@
+"""Figures of one chosen 2.0 setting: leave-one-corpus-out per corpus (UA and V/A/D CCC), then the test of
+record, RAVDESS actors 19-24, with the head fitted on every training voice. Run once, after the choice.
+
+    python -m training.whisper.report CORPORA EMBEDDINGS_DIR --depth L --c C [--aug] OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training.whisper.embed import Embeddings
+from training.whisper.heads import fit_head
+from training.whisper.select import (
+    CORPORA,
+    CorpusData,
+    _keep,
+    four_class,
+    held_out_scores,
+    is_test,
+    load_data,
+    score_clips,
+    training_set,
+)
+
+
+def test_actors(corpora: Path, emb_dir: Path) -> CorpusData:
+    """RAVDESS actors 19-24 with their clean window embeddings."""
+    utts = four_class("ravdess", corpora)
+    keep = np.asarray([is_test(u) for u in utts])
+    clean = Embeddings.load(emb_dir / "emb_ravdess_clean.npz")
+    return CorpusData([u for u, k in zip(utts, keep, strict=True) if k], _keep(clean, keep), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("corpora", type=Path)
+    p.add_argument("embeddings", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--c", type=float, required=True)
+    p.add_argument("--aug", action="store_true")
+    args = p.parse_args(argv)
+    data = load_data(args.corpora, args.embeddings)
+    loco = {held: held_out_scores(data, held, args.depth, args.c, args.aug) for held in CORPORA}
+    x, y, vad, groups = training_set(data, list(CORPORA), args.depth, args.aug)
+    head = fit_head(x, y, vad, groups, args.c)
+    test = score_clips(head, test_actors(args.corpora, args.embeddings), args.depth)
+    result = {
+        "setting": {"depth": args.depth, "c": args.c, "aug": args.aug},
+        "leave_one_corpus_out": loco,
+        "loco_mean_ua": float(np.mean([v["ua"] for v in loco.values()])),
+        "test_ravdess_19_24": test,
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
