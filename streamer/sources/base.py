@@ -36,8 +36,10 @@ class AudioSource(Protocol):
 class DropOldestQueue:
     """Bounded event queue for live producers: when full, the oldest audio chunk is dropped (counted).
 
-    ``StreamEnded`` is never dropped: a stream's end must always reach the pipeline, so control events
-    may exceed ``maxsize`` (there is at most one per stream).
+    ``put_nowait`` never waits (live audio: the oldest chunk goes); ``put`` waits for room instead, so a
+    producer that can be slowed (a client pushing a recording) loses nothing. ``StreamEnded`` is never
+    dropped: a stream's end must always reach the pipeline, so control events may exceed ``maxsize``
+    (there is at most one per stream).
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -46,9 +48,12 @@ class DropOldestQueue:
         self.maxsize = maxsize
         self._items: deque[SourceEvent | None] = deque()
         self._event = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
         self._n_chunks = 0
         self.dropped_chunks = 0
         self.dropped_samples = 0
+        self.dropped_by_stream: dict[str, int] = {}  # stream id -> samples dropped (until forgotten)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -61,6 +66,19 @@ class DropOldestQueue:
             self._n_chunks += 1
         self._items.append(item)
         self._event.set()
+        if self._n_chunks >= self.maxsize:
+            self._space.clear()
+
+    async def put(self, item: SourceEvent | None) -> None:
+        """Enqueue once there is room for another chunk: nothing is dropped, the producer waits."""
+        while isinstance(item, AudioChunk) and self._n_chunks >= self.maxsize:
+            self._space.clear()
+            await self._space.wait()
+        self.put_nowait(item)
+
+    def forget(self, stream_id: str) -> int:
+        """Samples of ``stream_id`` dropped so far; its entry is removed (a server sees many streams)."""
+        return self.dropped_by_stream.pop(stream_id, 0)
 
     def _drop_oldest_chunk(self) -> bool:
         for idx, old in enumerate(self._items):
@@ -69,6 +87,8 @@ class DropOldestQueue:
                 self._n_chunks -= 1
                 self.dropped_chunks += 1
                 self.dropped_samples += len(old.samples)
+                sid = old.stream_id
+                self.dropped_by_stream[sid] = self.dropped_by_stream.get(sid, 0) + len(old.samples)
                 return True
         return False
 
@@ -79,6 +99,8 @@ class DropOldestQueue:
         item = self._items.popleft()
         if isinstance(item, AudioChunk):
             self._n_chunks -= 1
+            if self._n_chunks < self.maxsize:
+                self._space.set()
         return item
 
 

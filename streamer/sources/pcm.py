@@ -1,14 +1,17 @@
 """Raw PCM sources: stdin, and TCP / Unix-socket servers where every client connection is a stream.
 
 Raw PCM is how other programs (a SIP gateway, ``arecord``, ``ffmpeg -f s16le -``) hand audio over
-without a container. Network input is live: a slow pipeline drops the oldest chunks (counted) rather
-than letting memory grow, while stdin simply applies backpressure to its writer.
+without a container. Network input is live by default: a slow pipeline drops the oldest chunks (counted,
+and logged once per stream) rather than letting memory grow or slowing a caller. With
+``backpressure=True`` a server instead stops reading while its queue is full, so TCP flow control slows
+a client pushing a recording and nothing is dropped. stdin always applies backpressure to its writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -19,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.audio import SAMPLE_FORMATS, ChunkAssembler, PcmDecoder
-from streamer.messages import AudioChunk, SourceEvent
+from streamer.messages import SAMPLE_RATE, AudioChunk, SourceEvent
 from streamer.sources.base import DropOldestQueue, SourceError
+
+log = logging.getLogger(__name__)
 
 _READ_BYTES = 65536
 
@@ -160,6 +165,7 @@ class PcmServerSource:
         chunk_ms: float = 100.0,
         max_queue_chunks: int = 256,
         max_clients: int = 16,
+        backpressure: bool = False,
     ) -> None:
         self.fmt = fmt or PcmFormat()
         self.stream_id = stream_id
@@ -170,11 +176,13 @@ class PcmServerSource:
         self.split_channels = split_channels
         self.chunk_ms = chunk_ms
         self.max_clients = max_clients
+        self.backpressure = backpressure
         self._queue: DropOldestQueue | None = None
         self._max_queue = max_queue_chunks
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, _PcmStream] = {}
+        self._warned: set[str] = set()  # streams whose dropping audio was logged
         self._n_conn = 0
         self._closed = False
         self._gen: AsyncGenerator[SourceEvent, None] | None = None
@@ -205,8 +213,8 @@ class PcmServerSource:
             "samples_repaired": self._stats["samples_repaired"]
             + sum(s.repaired for s in self._live.values()),
             "active_clients": len(self._tasks),
-            "chunks_dropped": q.dropped_chunks if q else 0,
-            "samples_dropped": q.dropped_samples if q else 0,
+            "chunks_dropped": q.dropped_chunks if q is not None else 0,  # not `if q`: it has a __len__
+            "samples_dropped": q.dropped_samples if q is not None else 0,
         }
 
     async def start(self) -> None:
@@ -273,6 +281,27 @@ class PcmServerSource:
         if self._queue is not None:
             self._queue.put_nowait(None)
 
+    def _warn_drops(self, queue: DropOldestQueue) -> None:
+        """One warning per stream when its audio starts being dropped (the counters hold the rest)."""
+        for sid in queue.dropped_by_stream:
+            if sid not in self._warned:
+                self._warned.add(sid)
+                log.warning(
+                    "%s: stream %s: the pipeline is behind the client; dropping its oldest audio "
+                    "(counted in chunks_dropped; ?backpressure=1 slows the client instead)",
+                    self.url,
+                    sid,
+                )
+
+    def _report_drops(self, queue: DropOldestQueue, stream_ids: list[str]) -> None:
+        for sid in stream_ids:
+            self._warned.discard(sid)
+            lost = queue.forget(sid)
+            if lost:
+                log.warning(
+                    "%s: stream %s: %.2f s of its audio was dropped", self.url, sid, lost / SAMPLE_RATE
+                )
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed or len(self._tasks) >= self.max_clients:
             self._stats["connections_refused"] += 1
@@ -299,7 +328,12 @@ class PcmServerSource:
                 if stream.bytes_in == 0:
                     stream.asm.anchor(time.time())
                 for chunk in stream.feed(data):
-                    queue.put_nowait(chunk)
+                    if self.backpressure:
+                        await queue.put(chunk)  # reading stops while full: TCP slows the client
+                    else:
+                        queue.put_nowait(chunk)
+                if queue.dropped_chunks:
+                    self._warn_drops(queue)
         except asyncio.CancelledError:
             reason = "closed"
             raise
@@ -308,6 +342,7 @@ class PcmServerSource:
         finally:
             for event in stream.end(reason):
                 queue.put_nowait(event)
+            self._report_drops(queue, stream.asm.stream_ids)
             if stream.partial_bytes:
                 self._stats["partial_frames_dropped"] += 1
             self._stats["samples_repaired"] += stream.repaired
