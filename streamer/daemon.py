@@ -210,7 +210,7 @@ class Daemon:
             while True:
                 nxt = asyncio.ensure_future(anext(it))
                 await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
+                if self._stop.is_set():  # checked first: a source that always has data never waits
                     nxt.cancel()
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
                         await nxt

@@ -182,7 +182,7 @@ class PcmServerSource:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, _PcmStream] = {}
-        self._warned: set[str] = set()  # streams whose dropping audio was logged
+        self._dropped_by_stream: dict[str, int] = {}  # live streams with dropped audio: samples
         self._n_conn = 0
         self._closed = False
         self._gen: AsyncGenerator[SourceEvent, None] | None = None
@@ -221,7 +221,7 @@ class PcmServerSource:
         """Bind and listen (idempotent); afterwards ``url`` holds the real port when 0 was asked."""
         if self._server is not None:
             return
-        self._queue = DropOldestQueue(self._max_queue)
+        self._queue = DropOldestQueue(self._max_queue, on_drop=self._dropped)
         try:
             if self.unix_path is not None:
                 self._clear_stale_socket(self.unix_path)
@@ -281,26 +281,44 @@ class PcmServerSource:
         if self._queue is not None:
             self._queue.put_nowait(None)
 
-    def _warn_drops(self, queue: DropOldestQueue) -> None:
-        """One warning per stream when its audio starts being dropped (the counters hold the rest)."""
-        for sid in queue.dropped_by_stream:
-            if sid not in self._warned:
-                self._warned.add(sid)
-                log.warning(
-                    "%s: stream %s: the pipeline is behind the client; dropping its oldest audio "
-                    "(counted in chunks_dropped; ?backpressure=1 slows the client instead)",
-                    self.url,
-                    sid,
-                )
+    def _dropped(self, chunk: AudioChunk) -> None:
+        """A chunk the queue dropped: counted against its stream, which is warned about once."""
+        sid = chunk.stream_id
+        if self._closed:
+            return  # shutting down: the daemon reads no more audio anyway
+        if sid not in self._dropped_by_stream:
+            if not any(sid in s.asm.stream_ids for s in self._live.values()):
+                return  # the stream already ended (its last chunks were still queued): totals only
+            self._dropped_by_stream[sid] = 0
+            log.warning(
+                "%s: stream %s: the pipeline is behind the client; dropping its oldest audio "
+                "(counted in chunks_dropped; ?backpressure=1 slows the client instead)",
+                self.url,
+                sid,
+            )
+        self._dropped_by_stream[sid] += len(chunk.samples)
 
-    def _report_drops(self, queue: DropOldestQueue, stream_ids: list[str]) -> None:
+    def _report_drops(self, stream_ids: list[str]) -> None:
         for sid in stream_ids:
-            self._warned.discard(sid)
-            lost = queue.forget(sid)
+            lost = self._dropped_by_stream.pop(sid, 0)
             if lost:
                 log.warning(
                     "%s: stream %s: %.2f s of its audio was dropped", self.url, sid, lost / SAMPLE_RATE
                 )
+
+    async def _finish(self, queue: DropOldestQueue, stream: _PcmStream, reason: str) -> None:
+        """Queue the stream's last chunk and its end, waiting for room like any chunk unless closing."""
+        events = stream.end(reason)
+        for i, event in enumerate(events):
+            if not self.backpressure or self._closed:
+                queue.put_nowait(event)
+                continue
+            try:
+                await queue.put(event)
+            except asyncio.CancelledError:  # aclose: the end must still be queued (see _handle)
+                for rest in events[i:]:
+                    queue.put_nowait(rest)
+                return
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed or len(self._tasks) >= self.max_clients:
@@ -332,17 +350,16 @@ class PcmServerSource:
                         await queue.put(chunk)  # reading stops while full: TCP slows the client
                     else:
                         queue.put_nowait(chunk)
-                if queue.dropped_chunks:
-                    self._warn_drops(queue)
         except asyncio.CancelledError:
+            # Only aclose cancels a client: end normally, since asyncio's server callback reads the
+            # exception of this task and logs a cancelled one as an error with a traceback.
             reason = "closed"
-            raise
         except Exception as exc:  # never let one client take the server down
             reason = f"error: {exc}"
+        try:
+            await self._finish(queue, stream, reason)
         finally:
-            for event in stream.end(reason):
-                queue.put_nowait(event)
-            self._report_drops(queue, stream.asm.stream_ids)
+            self._report_drops(stream.asm.stream_ids)
             if stream.partial_bytes:
                 self._stats["partial_frames_dropped"] += 1
             self._stats["samples_repaired"] += stream.repaired
