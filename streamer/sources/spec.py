@@ -76,10 +76,13 @@ def _default_id(text: str) -> str:
 def _split_options(text: str) -> tuple[str, dict[str, str]]:
     """Split off a trailing ``?k=v&...`` (only when it looks like options: a path may contain '?')."""
     head, sep, tail = text.rpartition("?")
-    if not sep or "=" not in tail or "/" in tail:
+    if not sep or "=" not in tail:
+        return text, {}
+    pairs = parse_qsl(tail, keep_blank_values=True)
+    if "/" in tail and not all(k in _KNOWN for k, _ in pairs):  # a '?' inside a path, not options
         return text, {}
     opts: dict[str, str] = {}
-    for k, v in parse_qsl(tail, keep_blank_values=True):
+    for k, v in pairs:
         if k not in _KNOWN:
             raise SourceError(f"source {text!r}: unknown option {k!r} (known: {', '.join(sorted(_KNOWN))})")
         if k in opts:
@@ -149,7 +152,7 @@ def parse_spec(text: str) -> SourceSpec:
     stream_id = opts.get("id", default_id)
     if not _ID_RE.match(stream_id):
         raise SourceError(
-            f"source {raw!r}: id {stream_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+            f"source {raw!r}: invalid id {stream_id!r} (use 1-64 letters, digits, '_', '.', '-')"
         )
     fmt = opts.get("format", "s16le").lower()
     if fmt not in SAMPLE_FORMATS:
