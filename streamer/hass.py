@@ -34,7 +34,7 @@ import aiomqtt
 
 from streamer import __version__
 from streamer.records import Record
-from streamer.sinks.base import SinkError, safe_name
+from streamer.sinks.base import SinkError, StreamEnd, safe_name
 from streamer.sinks.mqtt_config import MqttConfig
 
 log = logging.getLogger("emotrack.hass")
@@ -162,7 +162,7 @@ class HassDiscovery:
         self._pending.add(record.stream)
         self._wakeup.set()
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         """Configs stay (see the module docstring)."""
 
     async def close(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiomqtt
 
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
-from streamer.sinks.base import record_json, safe_name
+from streamer.sinks.base import StreamEnd, record_json, safe_name
 from streamer.sinks.mqtt_config import BrokerUnreachableError, Endpoint, MqttConfig, MqttConfigError
 from streamer.sinks.spool import Spool, SpoolError
 
@@ -121,7 +121,7 @@ class MqttSink:
             self._backlog = True  # it waits on disk; _refill loads it in order
         self._wakeup.set()
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         """Nothing to do: the tracker's final ``state`` record (status "ended") stays retained."""
 
     async def publish_stats(self, stats: Mapping[str, Any]) -> None:

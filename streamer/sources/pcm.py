@@ -153,6 +153,8 @@ class StdinSource:
 class PcmServerSource:
     """A TCP or Unix-socket server; each client connection becomes stream ``<id>`` (first) or ``<id>-<n>``."""
 
+    ephemeral = True  # a client's stream ends with its connection: nothing of it should be retained
+
     def __init__(
         self,
         stream_id: str,
