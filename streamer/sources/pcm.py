@@ -150,8 +150,24 @@ class StdinSource:
             yield event
 
 
+def session_token(now: float | None = None) -> str:
+    """A server's start time in milliseconds, base 36 (8 characters until 2059), for client stream ids
+    that a restarted daemon never hands out again."""
+    n = int((time.time() if now is None else now) * 1000)
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return digits or "0"
+
+
 class PcmServerSource:
-    """A TCP or Unix-socket server; each client connection becomes stream ``<id>`` (first) or ``<id>-<n>``."""
+    """A TCP or Unix-socket server; each client connection becomes a stream of its own.
+
+    Client ids are ``<id>-<session>-<n>`` when a ``session`` token is given (the daemon gives its start
+    time, so a new caller never inherits an old caller's id, retained topics or entities after a
+    restart), else ``<id>`` for the first client and ``<id>-<n>`` after it.
+    """
 
     ephemeral = True  # a client's stream ends with its connection: nothing of it should be retained
 
@@ -168,8 +184,10 @@ class PcmServerSource:
         max_queue_chunks: int = 256,
         max_clients: int = 16,
         backpressure: bool = False,
+        session: str | None = None,
     ) -> None:
         self.fmt = fmt or PcmFormat()
+        self.session = session
         self.stream_id = stream_id
         self.host = host
         self.port = port
@@ -332,7 +350,10 @@ class PcmServerSource:
         self._tasks.add(task)
         self._n_conn += 1
         self._stats["connections"] += 1
-        sid = self.stream_id if self._n_conn == 1 else f"{self.stream_id}-{self._n_conn}"
+        if self.session is not None:
+            sid = f"{self.stream_id}-{self.session}-{self._n_conn}"
+        else:
+            sid = self.stream_id if self._n_conn == 1 else f"{self.stream_id}-{self._n_conn}"
         stream = _PcmStream(sid, self.fmt, self.split_channels, self.chunk_ms)
         self._live[sid] = stream
         queue = self._queue
@@ -370,4 +391,4 @@ class PcmServerSource:
             self._tasks.discard(task)
 
 
-__all__ = ["PcmFormat", "PcmServerSource", "StdinSource"]
+__all__ = ["PcmFormat", "PcmServerSource", "StdinSource", "session_token"]

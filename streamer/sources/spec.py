@@ -210,7 +210,7 @@ def open_source(spec: SourceSpec | str, *, chunk_ms: float | None = None) -> Aud
             reopen=s.reopen,
             buffer_s=s.buffer_s,
         )
-    from streamer.sources.pcm import PcmFormat, PcmServerSource, StdinSource
+    from streamer.sources.pcm import PcmFormat, PcmServerSource, StdinSource, session_token
 
     fmt = PcmFormat(s.sample_format, s.rate or 16000, s.channels or 1)
     if s.kind == "stdin":
@@ -224,9 +224,16 @@ def open_source(spec: SourceSpec | str, *, chunk_ms: float | None = None) -> Aud
             split_channels=s.split,
             chunk_ms=ms,
             backpressure=s.backpressure,
+            session=session_token(),
         )
     return PcmServerSource(
-        s.stream_id, fmt, unix_path=s.target, split_channels=s.split, chunk_ms=ms, backpressure=s.backpressure
+        s.stream_id,
+        fmt,
+        unix_path=s.target,
+        split_channels=s.split,
+        chunk_ms=ms,
+        backpressure=s.backpressure,
+        session=session_token(),
     )
 
 
