@@ -120,7 +120,7 @@ async def test_open_source_builds_each_kind(tmp_path: Path) -> None:
         got.append(ev)
         if isinstance(ev, StreamEnded):
             break
-    assert got[-1] == StreamEnded("gw", 1600, "disconnected")
+    assert got[-1] == StreamEnded(f"gw-{t.session}-1", 1600, "disconnected")  # the daemon's session
     await t.aclose()
 
     assert isinstance(open_source("stdin?format=f32le"), StdinSource)
