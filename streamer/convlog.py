@@ -70,7 +70,11 @@ class Conversation:
 
     @property
     def duration(self) -> float:
-        """Audio time covered: the end of the last window or utterance."""
+        """The stream's audio seconds as recorded at its end; for logs without it (older, or cut short by
+        a crash), the end of the last window or utterance."""
+        recorded = (self.end or {}).get("audio_s")
+        if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+            return float(recorded)
         ends = [w.end for w in self.windows] + [u.end for u in self.utterances]
         return max(ends, default=0.0)
 

@@ -26,7 +26,7 @@ from streamer.resolved import source_specs, window_config
 from streamer.sdnotify import Heartbeat, SdNotifier, watchdog_loop
 from streamer.segmenter import Segmenter
 from streamer.seqstore import SeqStore, SeqStoreError
-from streamer.sinks.base import Sink
+from streamer.sinks.base import Sink, StreamEnd
 from streamer.sources.base import AudioSource
 from streamer.sources.spec import SourceSpec, open_source
 from streamer.tracker import StreamTracker
@@ -78,6 +78,8 @@ class Daemon:
         self.ended_stats: dict[str, StreamStats] = {}
         self.streams_ended = 0
         self._stop = asyncio.Event()
+        self._stop_reason = "shutdown"  # the end reason of streams still open at the drain
+        self._ephemeral: set[str] = set()  # socket clients' streams (retained state goes with them)
         self._live: set[str] = set()  # mic sources still running (they must keep producing)
         self.started = time.time()
         self.sink_errors = 0
@@ -102,12 +104,13 @@ class Daemon:
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal)
+            loop.add_signal_handler(sig, self._on_signal, sig)
 
-    def _on_signal(self) -> None:
+    def _on_signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self._stop.is_set():
             log.warning("second signal: exiting without finishing the drain")
             raise SystemExit(1)
+        self._stop_reason = sig.name.lower()  # "sigterm" / "sigint" in each open stream's stream_end
         self.request_stop()
 
     def busy(self) -> bool:
@@ -193,7 +196,7 @@ class Daemon:
     async def _drain(self) -> None:
         for p in list(self.pipelines.values()):
             if not p.ended:
-                await self._end_pipeline(p, None, "shutdown")
+                await self._end_pipeline(p, None, self._stop_reason)
         await self.batcher.drain()
         while self._finishing:
             await asyncio.gather(*list(self._finishing))
@@ -201,6 +204,7 @@ class Daemon:
     async def _read(self, spec: SourceSpec | None, src: AudioSource) -> None:
         """Feed one source's events to its streams until it ends or the daemon stops."""
         live = spec is not None and spec.kind == "mic"
+        ephemeral = bool(getattr(src, "ephemeral", False))
         key = spec.stream_id if spec is not None else str(id(src))
         if live:
             self._live.add(key)
@@ -210,7 +214,7 @@ class Daemon:
             while True:
                 nxt = asyncio.ensure_future(anext(it))
                 await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not nxt.done():
+                if self._stop.is_set():  # checked first: a source that always has data never waits
                     nxt.cancel()
                     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
                         await nxt
@@ -224,6 +228,8 @@ class Daemon:
                     raise
                 self.heartbeat.beat()
                 if isinstance(ev, AudioChunk):
+                    if ephemeral:
+                        self._ephemeral.add(ev.stream_id)
                     await self._pipeline(ev.stream_id).feed(ev)
                 elif isinstance(ev, StreamEnded):
                     if ev.reason not in ("eof", "disconnected"):
@@ -280,12 +286,15 @@ class Daemon:
         if self.pipelines.get(p.stream_id) is p:  # servers see many short streams: keep only live ones
             del self.pipelines[p.stream_id]
         self.streams_ended += 1
-        await self._stream_ended(p.stream_id)
+        ephemeral = p.stream_id in self._ephemeral
+        self._ephemeral.discard(p.stream_id)
+        audio_s = p.end_samples / SAMPLE_RATE
+        await self._stream_ended(p.stream_id, StreamEnd(p.end_reason or "eof", audio_s, ephemeral))
 
-    async def _stream_ended(self, stream_id: str) -> None:
+    async def _stream_ended(self, stream_id: str, end: StreamEnd) -> None:
         for sink in self.sinks:
             try:
-                await sink.stream_ended(stream_id)
+                await sink.stream_ended(stream_id, end)
             except Exception as exc:
                 self.sink_errors += 1
                 log.error("%s: stream_ended(%s) failed: %s", type(sink).__name__, stream_id, exc)

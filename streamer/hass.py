@@ -11,9 +11,11 @@ The entity id is suggested with ``default_entity_id`` (``sensor.emotrack_<stream
 the same object id ends the config topic: Home Assistant deprecated the ``object_id`` payload option
 in 2025.10 and dropped it in 2026.4, so it is not sent.
 
-Configs are not removed when a stream ends: the entity keeps its last (retained, status "ended")
-state and the device comes back when the stream does. Remove a device by publishing an empty
-retained payload to its config topics (or delete it in Home Assistant).
+Configs are not removed when a file or microphone stream ends: the entity keeps its last (retained,
+status "ended") state and the device comes back when the stream does. A socket client's stream
+(ephemeral: every call has a new id) is removed when it ends: empty retained payloads on its config
+topics, so Home Assistant deletes its entities and the broker forgets them. Remove any other device
+the same way (or delete it in Home Assistant).
 
 Uses its own MQTT connection (client id ``<client_id>-hass``) so the record publisher's ordering and
 outbox are untouched; a broker that is down only delays the announcements (reconnect with backoff).
@@ -34,7 +36,7 @@ import aiomqtt
 
 from streamer import __version__
 from streamer.records import Record
-from streamer.sinks.base import SinkError, safe_name
+from streamer.sinks.base import SinkError, StreamEnd, safe_name
 from streamer.sinks.mqtt_config import MqttConfig
 
 log = logging.getLogger("emotrack.hass")
@@ -134,12 +136,14 @@ class HassDiscovery:
         self.max_streams = max_streams
         self._streams: OrderedDict[str, str] = OrderedDict()  # stream -> engine name, oldest first
         self._pending: set[str] = set()
+        self._removals: dict[str, str] = {}  # ended ephemeral streams whose configs are to be removed
         self._announce_all = False
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.announced = 0  # config messages published
+        self.removed = 0  # ephemeral streams whose configs were removed
         self.births = 0  # Home Assistant birth messages seen
         self.streams_forgotten = 0  # streams beyond max_streams (counted drop)
 
@@ -162,8 +166,15 @@ class HassDiscovery:
         self._pending.add(record.stream)
         self._wakeup.set()
 
-    async def stream_ended(self, stream: str) -> None:
-        """Configs stay (see the module docstring)."""
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
+        """Configs stay, except an ephemeral stream's, which are removed (see the module docstring)."""
+        if end is None or not end.ephemeral:
+            return
+        engine = self._streams.pop(stream, None)
+        self._pending.discard(stream)
+        if engine is not None:
+            self._removals[stream] = engine
+            self._wakeup.set()
 
     async def close(self) -> None:
         self._closing = True
@@ -178,6 +189,7 @@ class HassDiscovery:
         return {
             "streams": len(self._streams),
             "announced": self.announced,
+            "removed": self.removed,
             "births": self.births,
             "forgotten": self.streams_forgotten,
             "connected": self.connected,
@@ -253,3 +265,9 @@ class HassDiscovery:
                 data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
                 await client.publish(topic, data, qos=1, retain=True)
                 self.announced += 1
+        while self._removals:
+            stream, engine = next(iter(self._removals.items()))
+            for topic, _ in discovery_configs(self.mqtt, self.discovery_prefix, stream, engine):
+                await client.publish(topic, b"", qos=1, retain=True)
+            del self._removals[stream]  # only once published: a broken connection retries them
+            self.removed += 1

@@ -20,6 +20,7 @@ from typing import Any
 
 from streamer.errors import EmotrackError
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 
 log = logging.getLogger("emotrack.metrics")
 
@@ -142,7 +143,7 @@ class MetricsSink:
                 self._streams.pop(next(iter(self._streams)))
                 self.streams_forgotten += 1
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         self._streams.pop(stream, None)
 
     async def close(self) -> None:

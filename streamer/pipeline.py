@@ -93,6 +93,7 @@ class StreamPipeline:
         self._on_progress = on_progress
         self._ended = False
         self.end_reason: str | None = None
+        self.end_samples = 0  # the stream's audio at its end (samples the source emitted, dropped ones too)
         self._scored_any = False
         self._publish_silence = publish_silence
         self._position = 0
@@ -134,6 +135,7 @@ class StreamPipeline:
         for event in self.segmenter.finish(wall):
             await self._put(event)
         total = self._position if total_samples is None else total_samples
+        self.end_samples = total
         await self._queue.put((_End(total, wall, reason), None))
 
     async def wait_done(self) -> None:

@@ -51,7 +51,7 @@ class WindowRecord:
     window: int
     start: float  # audio time, seconds since the stream started
     end: float
-    wall_time: float  # unix seconds at the window's end
+    wall_time: float  # unix seconds at the window's end as captured, or when scored if earlier
     raw: EmotionValues
     smoothed: EmotionValues
     engine: EngineRef

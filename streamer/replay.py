@@ -25,6 +25,7 @@ from streamer.convlog import Conversation, read_conversations
 from streamer.errors import EmotrackError
 from streamer.messages import SAMPLE_RATE, Scores, SpeechWindow, UtteranceEnded
 from streamer.records import Record, UtteranceRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 from streamer.sinks.logfile import ConversationLog, LogConfig
 from streamer.smoothing import SmoothingConfig
 from streamer.tracker import StreamTracker
@@ -196,8 +197,8 @@ class _Counter:
         self.utterances += isinstance(record, UtteranceRecord)
         await self.log.emit(record)
 
-    async def stream_ended(self, stream: str) -> None:
-        await self.log.stream_ended(stream)
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
+        await self.log.stream_ended(stream, end)
 
     async def close(self) -> None:
         await self.log.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 from streamer.config import EmotrackConfig
 from streamer.segmenter import WindowConfig
+from streamer.sources.base import SourceError
 from streamer.sources.spec import SourceSpec, parse_spec
 
 
@@ -37,11 +38,11 @@ def source_specs(cfg: EmotrackConfig) -> list[SourceSpec]:
         if cfg.daemon.realtime and spec.kind == "file":
             spec = dataclasses.replace(spec, realtime=True)
         specs.append(spec)
+    if sum(s.kind == "stdin" for s in specs) > 1:  # both would read fd 0, interleaving nonsense
+        raise SourceError("sources: stdin is given more than once (a process has one standard input)")
     ids = [s.stream_id for s in specs]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
-        from streamer.sources.base import SourceError
-
         raise SourceError(f"sources: stream id {sorted(dup)[0]!r} is used twice (set id= on one of them)")
     return specs
 

@@ -2,12 +2,17 @@
 
 One tracker per stream owns the stream's smoother and its ``seq`` counter (shared by window and
 utterance records, so subscribers can de-duplicate and detect gaps by (stream, seq)).
+
+A record's ``wall_time`` is the Unix time its audio ends, as captured, or the moment the record is
+built if that is earlier: audio that arrives faster than real time (an unpaced file, a client pushing
+a recording) is timed from its first sample on, which would put its later windows in the future.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streamer.centring import CentringConfig, StreamCentring
@@ -85,11 +90,13 @@ class StreamTracker:
         smoothing: SmoothingConfig,
         start_seq: int = 0,
         centring: CentringConfig | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if start_seq < 0:
             raise ValueError(f"start_seq must be >= 0 (got {start_seq})")
         self.stream_id = stream_id
         self.engine_ref = engine_ref
+        self._clock = clock
         self.smoother = Smoother(labels, has_vad, smoothing)
         self.centring = (
             StreamCentring(len(labels), centring)
@@ -127,7 +134,7 @@ class StreamTracker:
             window=window.index,
             start=window.start_s,
             end=window.end_s,
-            wall_time=window.wall_time,
+            wall_time=self._wall(window.wall_time),
             raw=raw_values(scores),
             smoothed=smoothed.as_values(),
             engine=self.engine_ref,
@@ -143,7 +150,7 @@ class StreamTracker:
             utterance=ev.utterance_id,
             start=ev.start_sample / SAMPLE_RATE,
             end=ev.end_sample / SAMPLE_RATE,
-            wall_time=ev.wall_time,
+            wall_time=self._wall(ev.wall_time),
             windows=max(ev.n_windows, acc.scored + acc.dropped),
             dropped=acc.dropped,
             summary=acc.summary(),
@@ -166,10 +173,14 @@ class StreamTracker:
             seq=self._next_seq - 1,
             status=status,
             audio_time=audio_time,
-            wall_time=wall_time,
+            wall_time=self._wall(wall_time),
             current=current.as_values(),
             engine=self.engine_ref,
         )
+
+    def _wall(self, audio_end: float) -> float:
+        """Never a time in the future (see the module docstring)."""
+        return min(audio_end, self._clock())
 
     def _centre(self, window: SpeechWindow, scores: Scores) -> Scores:
         """The scores centred on the stream's earlier windows (as they are when centring is off).

@@ -315,10 +315,14 @@ async def test_raw_pcm_over_tcp(
         await writer.drain()
         writer.close()
         await writer.wait_closed()
-        await subscriber.wait_for(lambda _: len(subscriber.on("phone/utterance")) >= 2, 30)
+        await subscriber.wait_for(
+            lambda ms: sum(m.topic.endswith("/utterance") and "/phone-" in m.topic for m in ms) >= 2, 30
+        )
         p.signal(signal.SIGTERM)
         assert await p.wait() == 0, p.stderr.decode()
-        windows = payloads(subscriber, "phone/window")
+        (stream,) = {m.json()["stream"] for m in subscriber.messages if m.topic.endswith("/window")}
+        assert stream.startswith("phone-")  # a client's id: the source's, the daemon's start, its number
+        windows = payloads(subscriber, f"{stream}/window")
         assert len(windows) >= 6 and [w["seq"] for w in windows] == sorted(w["seq"] for w in windows)
     finally:
         await p.kill()

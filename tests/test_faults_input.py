@@ -22,6 +22,7 @@ from engines import load_engine
 from streamer.config import EmotrackConfig
 from streamer.daemon import Daemon
 from streamer.records import Record, StateRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 from streamer.sources.base import SourceError
 from streamer.sources.spec import open_source, parse_spec
 from tests.daemon_helpers import REPO, cli_cmd, cli_env
@@ -42,7 +43,7 @@ class Collect:
     async def emit(self, record: Record) -> None:
         self.records.append(record)
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         self.ended.append(stream)
 
     async def close(self) -> None: ...
@@ -201,7 +202,7 @@ class Sink:
     async def start(self): pass
     async def emit(self, r):
         if isinstance(r, WindowRecord): self.windows[r.stream] = self.windows.get(r.stream, 0) + 1
-    async def stream_ended(self, s): pass
+    async def stream_ended(self, s, end=None): pass
     async def close(self): pass
 
 async def main():

@@ -21,6 +21,7 @@ from engines import load_engine
 from streamer.config import EmotrackConfig, InferenceSection
 from streamer.daemon import Daemon
 from streamer.records import Record, UtteranceRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 from streamer.sources.pcm import PcmFormat, PcmServerSource
 from streamer.sources.spec import open_source, parse_spec
 from tests.daemon_helpers import start_cli
@@ -37,7 +38,7 @@ class Collect:
     async def emit(self, record: Record) -> None:
         self.records.append(record)
 
-    async def stream_ended(self, stream: str) -> None: ...
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None: ...
 
     async def close(self) -> None: ...
 

@@ -19,6 +19,7 @@ import soundfile as sf
 from streamer.config import EmotrackConfig, SourceSection, load_config
 from streamer.daemon import Daemon
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 
 
 class Collect:
@@ -34,7 +35,7 @@ class Collect:
         assert record.stream not in self.ended, "record after stream_ended"
         self.records[record.stream].append(record)
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         self.ended.append(stream)
 
     async def close(self) -> None:

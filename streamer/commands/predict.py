@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.records import Record, UtteranceRecord, WindowRecord
+from streamer.sinks.base import StreamEnd
 
 HELP = "print the emotion of whole audio files"
 
@@ -61,7 +62,7 @@ class Collector:
     async def emit(self, record: Record) -> None:
         self.records[record.stream].append(record)
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         if self._on_end is not None:
             self._on_end(stream)
 

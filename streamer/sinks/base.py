@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.records import Record
@@ -18,6 +19,17 @@ class SinkError(Exception):
     """
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """How a stream ended, told to every sink: why (``eof``, ``disconnected``, ``sigterm``, ``sigint``,
+    ``device-lost``, ``truncated``, ``error: ...``, ``shutdown``), how much audio it had, and whether it
+    was a socket client's (``ephemeral``: nothing of it should outlive it, e.g. retained MQTT state)."""
+
+    reason: str = "ended"
+    audio_s: float | None = None
+    ephemeral: bool = False
+
+
 @runtime_checkable
 class Sink(Protocol):
     """An output of records. ``emit`` must return quickly: sinks own bounded, counted buffers."""
@@ -26,7 +38,7 @@ class Sink(Protocol):
 
     async def emit(self, record: Record) -> None: ...
 
-    async def stream_ended(self, stream: str) -> None: ...
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None: ...
 
     async def close(self) -> None: ...
 

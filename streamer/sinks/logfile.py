@@ -1,7 +1,8 @@
 """Conversation logs: one JSON-lines file per stream and session, written by a worker thread.
 
 ``<dir>/<stream>/<session-start-UTC>_<stream>.jsonl`` starts with a ``session`` header, then one
-line per window/utterance record (state records are not logged), and ends with ``stream_end``.
+line per window/utterance record (state records are not logged), and ends with ``stream_end`` (why the
+stream ended and its audio seconds, as the daemon tells them).
 Each line is a single ``os.write`` of a complete line on an unbuffered descriptor, so a crash
 loses at most the line being written. Rotation by size or age continues the session in
 ``..._part2.jsonl`` with its own header. Directories are 0700 and files 0600 whatever the umask:
@@ -23,7 +24,7 @@ from typing import Any
 
 from streamer import __version__
 from streamer.records import SCHEMA_VERSION, Record, StateRecord
-from streamer.sinks.base import SinkError, safe_name, to_json
+from streamer.sinks.base import SinkError, StreamEnd, safe_name, to_json
 from streamer.sinks.worker import BoundedWorker
 
 log = logging.getLogger("emotrack.logs")
@@ -65,6 +66,7 @@ class _Line:
 class _End:
     stream: str | None  # None: every open session
     reason: str
+    audio_s: float | None = None
 
 
 _Op = _Line | _End
@@ -127,8 +129,9 @@ class ConversationLog:
             _Line(record.stream, (to_json(record.to_dict()) + "\n").encode(), record.engine.to_dict())
         )
 
-    async def stream_ended(self, stream: str) -> None:
-        self._worker.put(_End(stream, "ended"))
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
+        end = end or StreamEnd()
+        self._worker.put(_End(stream, end.reason, end.audio_s))
 
     async def close(self) -> None:
         """Write what is queued, end every open session (reason "shutdown"), stop the thread."""
@@ -233,9 +236,9 @@ class ConversationLog:
         for stream in streams:
             s = self._sessions.pop(stream, None)
             if s is not None:
-                self._end_session(s, op.reason)
+                self._end_session(s, op.reason, op.audio_s)
 
-    def _end_session(self, s: _Session, reason: str) -> None:
+    def _end_session(self, s: _Session, reason: str, audio_s: float | None) -> None:
         now = self._wall()
         line = {
             "type": "stream_end",
@@ -247,6 +250,8 @@ class ConversationLog:
             "records": s.records,
             "parts": s.part,
         }
+        if audio_s is not None:
+            line["audio_s"] = round(audio_s, 3)
         try:
             self._write(s, (to_json(line) + "\n").encode())
         finally:

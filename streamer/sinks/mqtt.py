@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import aiomqtt
 
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
-from streamer.sinks.base import record_json, safe_name
+from streamer.sinks.base import StreamEnd, record_json, safe_name
 from streamer.sinks.mqtt_config import (
     BrokerRefusedError,
     BrokerUnreachableError,
@@ -133,8 +133,12 @@ class MqttSink:
             self._backlog = True  # it waits on disk; _refill loads it in order
         self._wakeup.set()
 
-    async def stream_ended(self, stream: str) -> None:
-        """Nothing to do: the tracker's final ``state`` record (status "ended") stays retained."""
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
+        """The final ``state`` record (status "ended") stays retained, except for a socket client's
+        stream: an empty retained message (after that record, in order) removes it from the broker, so
+        a server taking call after call does not pile up retained topics."""
+        if end is not None and end.ephemeral and self.cfg.retain_state:
+            self._enqueue(Outgoing(f"{self.cfg.base}/{safe_name(stream)}/state", b"", self.cfg.qos, True))
 
     async def publish_stats(self, stats: Mapping[str, Any]) -> None:
         """Queue a JSON counters message for ``<prefix>/stats`` (not retained)."""

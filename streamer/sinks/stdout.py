@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from streamer.records import EmotionValues, Record, StateRecord, UtteranceRecord, WindowRecord
-from streamer.sinks.base import record_json, to_json
+from streamer.sinks.base import StreamEnd, record_json, to_json
 from streamer.sinks.worker import BoundedWorker
 
 
@@ -42,7 +42,7 @@ class StdoutSink:
         if line is not None:
             self._worker.put(line)
 
-    async def stream_ended(self, stream: str) -> None:
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None:
         if self.cfg.json:
             self._worker.put(to_json({"type": "stream_end", "stream": stream}))
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol, runtime_checkable
 
 from streamer.messages import AudioChunk, SourceEvent
@@ -36,31 +36,61 @@ class AudioSource(Protocol):
 class DropOldestQueue:
     """Bounded event queue for live producers: when full, the oldest audio chunk is dropped (counted).
 
-    ``StreamEnded`` is never dropped: a stream's end must always reach the pipeline, so control events
-    may exceed ``maxsize`` (there is at most one per stream).
+    ``put_nowait`` never waits (live audio: the oldest chunk goes); ``put`` waits its turn for room
+    instead (first come, first served, so one fast producer cannot starve the others), so a producer
+    that can be slowed (a client pushing a recording) loses nothing. ``StreamEnded`` is never dropped:
+    a stream's end must always reach the pipeline, so control events may exceed ``maxsize`` (there is
+    at most one per stream), as may the chunks of producers woken by ``get`` (at most one each).
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, on_drop: Callable[[AudioChunk], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"queue size must be >= 1, got {maxsize}")
         self.maxsize = maxsize
         self._items: deque[SourceEvent | None] = deque()
         self._event = asyncio.Event()
+        self._putters: deque[asyncio.Future[None]] = deque()  # producers waiting in ``put``, in order
         self._n_chunks = 0
         self.dropped_chunks = 0
         self.dropped_samples = 0
+        self._on_drop = on_drop  # told of each dropped chunk (per-stream accounting, logging)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put_nowait(self, item: SourceEvent | None) -> None:
         """Enqueue; ``None`` is the end-of-source sentinel."""
+        if isinstance(item, AudioChunk) and self._n_chunks >= self.maxsize:
+            self._drop_oldest_chunk()
+        self._append(item)
+
+    async def put(self, item: SourceEvent | None) -> None:
+        """Enqueue once it is this producer's turn and there is room: nothing is dropped."""
+        if isinstance(item, AudioChunk) and (self._putters or self._n_chunks >= self.maxsize):
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._putters.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn in self._putters:
+                    self._putters.remove(turn)
+                elif self._n_chunks < self.maxsize:
+                    self._wake_putter()  # the room it was given goes to the next in line
+                raise
+        self._append(item)
+
+    def _append(self, item: SourceEvent | None) -> None:
         if isinstance(item, AudioChunk):
-            if self._n_chunks >= self.maxsize:
-                self._drop_oldest_chunk()
             self._n_chunks += 1
         self._items.append(item)
         self._event.set()
+
+    def _wake_putter(self) -> None:
+        while self._putters:
+            turn = self._putters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     def _drop_oldest_chunk(self) -> bool:
         for idx, old in enumerate(self._items):
@@ -69,6 +99,8 @@ class DropOldestQueue:
                 self._n_chunks -= 1
                 self.dropped_chunks += 1
                 self.dropped_samples += len(old.samples)
+                if self._on_drop is not None:
+                    self._on_drop(old)
                 return True
         return False
 
@@ -79,6 +111,8 @@ class DropOldestQueue:
         item = self._items.popleft()
         if isinstance(item, AudioChunk):
             self._n_chunks -= 1
+            if self._n_chunks < self.maxsize:
+                self._wake_putter()
         return item
 
 

@@ -1,14 +1,17 @@
 """Raw PCM sources: stdin, and TCP / Unix-socket servers where every client connection is a stream.
 
 Raw PCM is how other programs (a SIP gateway, ``arecord``, ``ffmpeg -f s16le -``) hand audio over
-without a container. Network input is live: a slow pipeline drops the oldest chunks (counted) rather
-than letting memory grow, while stdin simply applies backpressure to its writer.
+without a container. Network input is live by default: a slow pipeline drops the oldest chunks (counted,
+and logged once per stream) rather than letting memory grow or slowing a caller. With
+``backpressure=True`` a server instead stops reading while its queue is full, so TCP flow control slows
+a client pushing a recording and nothing is dropped. stdin always applies backpressure to its writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -19,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.audio import SAMPLE_FORMATS, ChunkAssembler, PcmDecoder
-from streamer.messages import AudioChunk, SourceEvent
+from streamer.messages import SAMPLE_RATE, AudioChunk, SourceEvent
 from streamer.sources.base import DropOldestQueue, SourceError
+
+log = logging.getLogger(__name__)
 
 _READ_BYTES = 65536
 
@@ -145,8 +150,26 @@ class StdinSource:
             yield event
 
 
+def session_token(now: float | None = None) -> str:
+    """A server's start time in milliseconds, base 36 (8 characters until 2059), for client stream ids
+    that a restarted daemon never hands out again."""
+    n = int((time.time() if now is None else now) * 1000)
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return digits or "0"
+
+
 class PcmServerSource:
-    """A TCP or Unix-socket server; each client connection becomes stream ``<id>`` (first) or ``<id>-<n>``."""
+    """A TCP or Unix-socket server; each client connection becomes a stream of its own.
+
+    Client ids are ``<id>-<session>-<n>`` when a ``session`` token is given (the daemon gives its start
+    time, so a new caller never inherits an old caller's id, retained topics or entities after a
+    restart), else ``<id>`` for the first client and ``<id>-<n>`` after it.
+    """
+
+    ephemeral = True  # a client's stream ends with its connection: nothing of it should be retained
 
     def __init__(
         self,
@@ -160,8 +183,11 @@ class PcmServerSource:
         chunk_ms: float = 100.0,
         max_queue_chunks: int = 256,
         max_clients: int = 16,
+        backpressure: bool = False,
+        session: str | None = None,
     ) -> None:
         self.fmt = fmt or PcmFormat()
+        self.session = session
         self.stream_id = stream_id
         self.host = host
         self.port = port
@@ -170,11 +196,13 @@ class PcmServerSource:
         self.split_channels = split_channels
         self.chunk_ms = chunk_ms
         self.max_clients = max_clients
+        self.backpressure = backpressure
         self._queue: DropOldestQueue | None = None
         self._max_queue = max_queue_chunks
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, _PcmStream] = {}
+        self._dropped_by_stream: dict[str, int] = {}  # live streams with dropped audio: samples
         self._n_conn = 0
         self._closed = False
         self._gen: AsyncGenerator[SourceEvent, None] | None = None
@@ -205,15 +233,15 @@ class PcmServerSource:
             "samples_repaired": self._stats["samples_repaired"]
             + sum(s.repaired for s in self._live.values()),
             "active_clients": len(self._tasks),
-            "chunks_dropped": q.dropped_chunks if q else 0,
-            "samples_dropped": q.dropped_samples if q else 0,
+            "chunks_dropped": q.dropped_chunks if q is not None else 0,  # not `if q`: it has a __len__
+            "samples_dropped": q.dropped_samples if q is not None else 0,
         }
 
     async def start(self) -> None:
         """Bind and listen (idempotent); afterwards ``url`` holds the real port when 0 was asked."""
         if self._server is not None:
             return
-        self._queue = DropOldestQueue(self._max_queue)
+        self._queue = DropOldestQueue(self._max_queue, on_drop=self._dropped)
         try:
             if self.unix_path is not None:
                 self._clear_stale_socket(self.unix_path)
@@ -273,6 +301,45 @@ class PcmServerSource:
         if self._queue is not None:
             self._queue.put_nowait(None)
 
+    def _dropped(self, chunk: AudioChunk) -> None:
+        """A chunk the queue dropped: counted against its stream, which is warned about once."""
+        sid = chunk.stream_id
+        if self._closed:
+            return  # shutting down: the daemon reads no more audio anyway
+        if sid not in self._dropped_by_stream:
+            if not any(sid in s.asm.stream_ids for s in self._live.values()):
+                return  # the stream already ended (its last chunks were still queued): totals only
+            self._dropped_by_stream[sid] = 0
+            log.warning(
+                "%s: stream %s: the pipeline is behind the client; dropping its oldest audio "
+                "(counted in chunks_dropped; ?backpressure=1 slows the client instead)",
+                self.url,
+                sid,
+            )
+        self._dropped_by_stream[sid] += len(chunk.samples)
+
+    def _report_drops(self, stream_ids: list[str]) -> None:
+        for sid in stream_ids:
+            lost = self._dropped_by_stream.pop(sid, 0)
+            if lost:
+                log.warning(
+                    "%s: stream %s: %.2f s of its audio was dropped", self.url, sid, lost / SAMPLE_RATE
+                )
+
+    async def _finish(self, queue: DropOldestQueue, stream: _PcmStream, reason: str) -> None:
+        """Queue the stream's last chunk and its end, waiting for room like any chunk unless closing."""
+        events = stream.end(reason)
+        for i, event in enumerate(events):
+            if not self.backpressure or self._closed:
+                queue.put_nowait(event)
+                continue
+            try:
+                await queue.put(event)
+            except asyncio.CancelledError:  # aclose: the end must still be queued (see _handle)
+                for rest in events[i:]:
+                    queue.put_nowait(rest)
+                return
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closed or len(self._tasks) >= self.max_clients:
             self._stats["connections_refused"] += 1
@@ -283,7 +350,10 @@ class PcmServerSource:
         self._tasks.add(task)
         self._n_conn += 1
         self._stats["connections"] += 1
-        sid = self.stream_id if self._n_conn == 1 else f"{self.stream_id}-{self._n_conn}"
+        if self.session is not None:
+            sid = f"{self.stream_id}-{self.session}-{self._n_conn}"
+        else:
+            sid = self.stream_id if self._n_conn == 1 else f"{self.stream_id}-{self._n_conn}"
         stream = _PcmStream(sid, self.fmt, self.split_channels, self.chunk_ms)
         self._live[sid] = stream
         queue = self._queue
@@ -299,15 +369,20 @@ class PcmServerSource:
                 if stream.bytes_in == 0:
                     stream.asm.anchor(time.time())
                 for chunk in stream.feed(data):
-                    queue.put_nowait(chunk)
+                    if self.backpressure:
+                        await queue.put(chunk)  # reading stops while full: TCP slows the client
+                    else:
+                        queue.put_nowait(chunk)
         except asyncio.CancelledError:
+            # Only aclose cancels a client: end normally, since asyncio's server callback reads the
+            # exception of this task and logs a cancelled one as an error with a traceback.
             reason = "closed"
-            raise
         except Exception as exc:  # never let one client take the server down
             reason = f"error: {exc}"
+        try:
+            await self._finish(queue, stream, reason)
         finally:
-            for event in stream.end(reason):
-                queue.put_nowait(event)
+            self._report_drops(stream.asm.stream_ids)
             if stream.partial_bytes:
                 self._stats["partial_frames_dropped"] += 1
             self._stats["samples_repaired"] += stream.repaired
@@ -316,4 +391,4 @@ class PcmServerSource:
             self._tasks.discard(task)
 
 
-__all__ = ["PcmFormat", "PcmServerSource", "StdinSource"]
+__all__ = ["PcmFormat", "PcmServerSource", "StdinSource", "session_token"]

@@ -3,7 +3,8 @@
 ``file:PATH`` (or a bare path), ``mic:NAME_OR_INDEX`` (``mic:`` = default device), ``stdin``,
 ``tcp://HOST:PORT`` and ``unix:PATH``, each optionally followed by ``?key=value&...`` with keys
 ``id``, ``realtime``, ``split``, ``loop``, ``format``, ``rate``, ``channels``, ``chunk_ms``, ``reopen``,
-``buffer_s`` (microphone ring buffer, seconds of audio kept before the oldest is dropped).
+``buffer_s`` (microphone ring buffer, seconds of audio kept before the oldest is dropped), ``backpressure``
+(a TCP/Unix server stops reading while the pipeline is behind, instead of dropping the oldest audio).
 """
 
 from __future__ import annotations
@@ -30,7 +31,19 @@ _BOOL = {
     "no": False,
     "off": False,
 }
-_KNOWN = {"id", "realtime", "split", "loop", "format", "rate", "channels", "chunk_ms", "reopen", "buffer_s"}
+_KNOWN = {
+    "id",
+    "realtime",
+    "split",
+    "loop",
+    "format",
+    "rate",
+    "channels",
+    "chunk_ms",
+    "reopen",
+    "buffer_s",
+    "backpressure",
+}
 _PCM_KINDS = ("stdin", "tcp", "unix")
 
 
@@ -51,6 +64,7 @@ class SourceSpec:
     channels: int | None = None  # None: the file's; 1 for mic and raw PCM
     chunk_ms: float | None = None  # None: the daemon's configured chunk size
     buffer_s: float = 5.0  # microphone ring buffer (audio the daemon may fall behind by before drops)
+    backpressure: bool = False  # PCM servers: slow the client (TCP flow control) instead of dropping
     text: str = ""  # the spec as the user wrote it, for messages
 
 
@@ -62,10 +76,13 @@ def _default_id(text: str) -> str:
 def _split_options(text: str) -> tuple[str, dict[str, str]]:
     """Split off a trailing ``?k=v&...`` (only when it looks like options: a path may contain '?')."""
     head, sep, tail = text.rpartition("?")
-    if not sep or "=" not in tail or "/" in tail:
+    if not sep or "=" not in tail:
+        return text, {}
+    pairs = parse_qsl(tail, keep_blank_values=True)
+    if "/" in tail and not all(k in _KNOWN for k, _ in pairs):  # a '?' inside a path, not options
         return text, {}
     opts: dict[str, str] = {}
-    for k, v in parse_qsl(tail, keep_blank_values=True):
+    for k, v in pairs:
         if k not in _KNOWN:
             raise SourceError(f"source {text!r}: unknown option {k!r} (known: {', '.join(sorted(_KNOWN))})")
         if k in opts:
@@ -135,7 +152,7 @@ def parse_spec(text: str) -> SourceSpec:
     stream_id = opts.get("id", default_id)
     if not _ID_RE.match(stream_id):
         raise SourceError(
-            f"source {raw!r}: id {stream_id!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+            f"source {raw!r}: invalid id {stream_id!r} (use 1-64 letters, digits, '_', '.', '-')"
         )
     fmt = opts.get("format", "s16le").lower()
     if fmt not in SAMPLE_FORMATS:
@@ -146,6 +163,8 @@ def parse_spec(text: str) -> SourceSpec:
         raise SourceError(f"source {raw!r}: realtime= and loop= apply only to files")
     if ("reopen" in opts or "buffer_s" in opts) and kind != "mic":
         raise SourceError(f"source {raw!r}: reopen= and buffer_s= apply only to mic:")
+    if "backpressure" in opts and kind not in ("tcp", "unix"):
+        raise SourceError(f"source {raw!r}: backpressure= applies only to tcp:// and unix: servers")
     if kind == "file" and ("rate" in opts or "channels" in opts):
         raise SourceError(f"source {raw!r}: rate= and channels= come from the file itself")
     return SourceSpec(
@@ -162,6 +181,7 @@ def parse_spec(text: str) -> SourceSpec:
         channels=_int(raw, "channels", opts["channels"], 1, 64) if "channels" in opts else None,
         chunk_ms=float(_int(raw, "chunk_ms", opts["chunk_ms"], 10, 1000)) if "chunk_ms" in opts else None,
         buffer_s=float(_int(raw, "buffer_s", opts["buffer_s"], 1, 3600)) if "buffer_s" in opts else 5.0,
+        backpressure=_bool(raw, "backpressure", opts["backpressure"]) if "backpressure" in opts else False,
         text=raw,
     )
 
@@ -190,16 +210,31 @@ def open_source(spec: SourceSpec | str, *, chunk_ms: float | None = None) -> Aud
             reopen=s.reopen,
             buffer_s=s.buffer_s,
         )
-    from streamer.sources.pcm import PcmFormat, PcmServerSource, StdinSource
+    from streamer.sources.pcm import PcmFormat, PcmServerSource, StdinSource, session_token
 
     fmt = PcmFormat(s.sample_format, s.rate or 16000, s.channels or 1)
     if s.kind == "stdin":
         return StdinSource(s.stream_id, fmt, split_channels=s.split, chunk_ms=ms)
     if s.kind == "tcp":
         return PcmServerSource(
-            s.stream_id, fmt, host=s.target, port=s.port, split_channels=s.split, chunk_ms=ms
+            s.stream_id,
+            fmt,
+            host=s.target,
+            port=s.port,
+            split_channels=s.split,
+            chunk_ms=ms,
+            backpressure=s.backpressure,
+            session=session_token(),
         )
-    return PcmServerSource(s.stream_id, fmt, unix_path=s.target, split_channels=s.split, chunk_ms=ms)
+    return PcmServerSource(
+        s.stream_id,
+        fmt,
+        unix_path=s.target,
+        split_channels=s.split,
+        chunk_ms=ms,
+        backpressure=s.backpressure,
+        session=session_token(),
+    )
 
 
 __all__ = ["SourceKind", "SourceSpec", "open_source", "parse_spec"]

@@ -3,8 +3,9 @@
     python -m training.whisper.build CORPORA EMBEDDINGS_DIR OUT_DIR --depth L --c C [--aug]
 
 The head is fitted on RAVDESS actors 1-18, TESS, ASED and nEMO (actors 19-24 never), exported with the
-encoder as one ONNX graph, quantised to int8 like the feature graph it was fitted on, and checked: the
-engine's logits on cached windows must match the head applied to the cached embeddings.
+encoder as one ONNX graph whose large weights are stored as fp16 (computed in fp32, like the feature graph the
+head was fitted on), and checked: the engine's logits on re-cut windows must match the head applied to the
+cached embeddings.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from training.pipeline import git_revision
 from training.whisper.encoder import pretrained_encoder
 from training.whisper.heads import LinearHead, fit_head
 from training.whisper.model import WhisperEmotion
-from training.whisper.quantize import quantise_encoder
+from training.whisper.compact import compact_weights
 from training.whisper.select import CORPORA, LABELS, CorpusData, layer, load_data, training_set
 
 LICENCE = (
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_engine(model, Path(tmp) / "fp32", manifest)
         args.out.mkdir(parents=True, exist_ok=True)
-        quantise_encoder(fp32 / "model.onnx", args.out / "model.onnx")
+        compact_weights(fp32 / "model.onnx", args.out / "model.onnx")
     final = replace(manifest, sha256={"model.onnx": sha256_file(args.out / "model.onnx")})
     write_manifest(args.out, final)
     print(json.dumps({"engine": str(args.out), "bytes": (args.out / "model.onnx").stat().st_size}))
