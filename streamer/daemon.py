@@ -201,6 +201,7 @@ class Daemon:
     async def _read(self, spec: SourceSpec | None, src: AudioSource) -> None:
         """Feed one source's events to its streams until it ends or the daemon stops."""
         live = spec is not None and spec.kind == "mic"
+        offline = bool(getattr(src, "offline", False))  # it waits for the engine: nothing is dropped
         key = spec.stream_id if spec is not None else str(id(src))
         if live:
             self._live.add(key)
@@ -224,18 +225,18 @@ class Daemon:
                     raise
                 self.heartbeat.beat()
                 if isinstance(ev, AudioChunk):
-                    await self._pipeline(ev.stream_id).feed(ev)
+                    await self._pipeline(ev.stream_id, offline).feed(ev)
                 elif isinstance(ev, StreamEnded):
                     if ev.reason not in ("eof", "disconnected"):
                         log.warning("stream %s ended: %s", ev.stream_id, ev.reason)
-                    await self._end_stream(ev)
+                    await self._end_stream(ev, offline)
         finally:
             stop.cancel()
             self._live.discard(key)
             with contextlib.suppress(Exception):
                 await src.aclose()
 
-    def _pipeline(self, stream_id: str) -> StreamPipeline:
+    def _pipeline(self, stream_id: str, offline: bool = False) -> StreamPipeline:
         p = self.pipelines.get(stream_id)
         if p is None or p.ended:
             tracker = StreamTracker(
@@ -259,12 +260,13 @@ class Daemon:
                 max_in_flight=self.cfg.inference.max_in_flight,
                 publish_silence=self.smoothing.silence == "decay",
                 on_progress=self.heartbeat.beat,
+                offline=offline,
             )
             self.pipelines[stream_id] = p
         return p
 
-    async def _end_stream(self, ev: StreamEnded) -> None:
-        await self._end_pipeline(self._pipeline(ev.stream_id), ev.total_samples, ev.reason)
+    async def _end_stream(self, ev: StreamEnded, offline: bool) -> None:
+        await self._end_pipeline(self._pipeline(ev.stream_id, offline), ev.total_samples, ev.reason)
 
     async def _end_pipeline(self, p: StreamPipeline, total_samples: int | None, reason: str) -> None:
         await p.end(total_samples, None, reason)

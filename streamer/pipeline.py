@@ -2,10 +2,13 @@
 
 Order: every segment event goes into a bounded FIFO together with its score future (windows) so the
 consumer turns events into records in stream order, whatever order batches finish in. The FIFO applies
-backpressure (``feed`` waits when ``max_in_flight`` events are outstanding) instead of dropping: live
-sources own drop-oldest ring buffers upstream and the batcher drops the oldest windows under overload,
-both counted, so a window lost to overload still reaches the tracker (as ``scores=None``) and is
-counted in its utterance's ``dropped``.
+backpressure (``feed`` waits when ``max_in_flight`` events are outstanding) instead of dropping.
+
+Overload: a live stream (``offline=False``: microphone, paced file, socket) cannot wait, so its
+source's ring buffer and the batcher drop the oldest audio/windows, counted; a window lost that way
+still reaches the tracker (as ``scores=None``) and is counted in its utterance's ``dropped``. An
+offline stream (unpaced file, stdin) waits for the batcher instead (``Batcher.submit_waiting``), so
+none of its windows is ever dropped, however many streams are read at once.
 
 Silence: while no utterance is open, a silence tick is queued every ``silence_tick_s`` of audio so the
 tracker can decay (or hold) the state and publish it; ticks ride the same FIFO, so they never overtake
@@ -81,12 +84,14 @@ class StreamPipeline:
         silence_tick_s: float = 1.0,
         publish_silence: bool = True,
         on_progress: Callable[[], None] | None = None,
+        offline: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.segmenter = segmenter
         self.tracker = tracker
         self.batcher = batcher
         self._emit = emit
+        self.offline = offline
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_in_flight)
         self._tick = max(1, round(silence_tick_s * SAMPLE_RATE))
         self._last_tick = 0
@@ -149,7 +154,10 @@ class StreamPipeline:
         fut = None
         if isinstance(event, SpeechWindow):
             self.stats.windows += 1
-            fut = self.batcher.submit(event)
+            if self.offline:
+                fut = await self.batcher.submit_waiting(event)
+            else:
+                fut = self.batcher.submit(event)
         elif isinstance(event, UtteranceStarted):
             self.stats.utterances += 1
         await self._queue.put((event, fut))
