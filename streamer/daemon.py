@@ -316,6 +316,7 @@ class Daemon:
                 "windows": st.windows,
                 "scored": st.windows_scored,
                 "dropped": st.windows_dropped,
+                "nonspeech": st.windows_nonspeech,
                 "utterances": st.utterances,
                 "audio_s": round(st.samples / SAMPLE_RATE, 3),
                 "ended": sid not in live,

@@ -65,6 +65,7 @@ class StreamStats:
     windows: int = 0
     windows_scored: int = 0
     windows_dropped: int = 0
+    windows_nonspeech: int = 0  # rejected by the window gate: not scored, no emotion
     utterances: int = 0
     records: int = 0
 
@@ -152,7 +153,9 @@ class StreamPipeline:
 
     async def _put(self, event: SegmentEvent) -> None:
         fut = None
-        if isinstance(event, SpeechWindow):
+        if isinstance(event, SpeechWindow) and not event.speech:
+            self.stats.windows_nonspeech += 1
+        elif isinstance(event, SpeechWindow):
             self.stats.windows += 1
             if self.offline:
                 fut = await self.batcher.submit_waiting(event)
@@ -182,6 +185,9 @@ class StreamPipeline:
         self, item: SegmentEvent | _Silence | _End, fut: asyncio.Future[Scores | None] | None
     ) -> list[Record]:
         t = self.tracker
+        if isinstance(item, SpeechWindow) and not item.speech:
+            t.on_nonspeech(item)
+            return [t.state("no-speech", item.end_s, item.wall_time)]
         if isinstance(item, SpeechWindow):
             scores = await fut if fut is not None else None
             if scores is None:
@@ -197,6 +203,9 @@ class StreamPipeline:
             return [t.state("speaking", item.start_sample / SAMPLE_RATE, item.wall_time)]
         if isinstance(item, UtteranceEnded):
             end_s = item.end_sample / SAMPLE_RATE
+            if t.is_nonspeech(item.utterance_id):  # only noise/tones: no utterance at all
+                t.forget(item.utterance_id)
+                return [t.state("silent", end_s, item.wall_time)]
             return [t.on_utterance_end(item), t.state("silent", end_s, item.wall_time)]
         if isinstance(item, _Silence):
             if not self._scored_any or not self._publish_silence:
