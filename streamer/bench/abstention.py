@@ -25,7 +25,7 @@ from streamer.speechgate import GateThresholds, WindowFeatures, window_features
 from streamer.vad import VadConfig
 
 SR = SAMPLE_RATE
-SECONDS = 4.0
+SECONDS = 10.0
 CORPORA = {"ravdess": "*/*.flac", "tess": "*/*.flac", "ased": "*/*.opus", "nemo": "*/*.opus"}
 
 
@@ -141,12 +141,18 @@ def corpus_silences(files: list[Path]) -> Iterator[tuple[str, str, FloatArray]]:
 
 @dataclass(slots=True)
 class Windows:
-    """Features of every window the segmenter cut (gate off), per kind or corpus."""
+    """Features of every window the segmenter cut (gate off), per kind or corpus; for corpus files also
+    whether at least half the window lies in the file's speech span (``speech_span``): the others are
+    webrtcvad's blips in the leading/trailing silence."""
 
     features: dict[str, list[WindowFeatures]]
+    in_span: dict[str, list[bool]]
 
-    def passed(self, key: str, t: GateThresholds) -> int:
-        return sum(f.is_speech(t) for f in self.features[key])
+    def passed(self, key: str, t: GateThresholds, span_only: bool = False) -> int:
+        spans = self.in_span.get(key) or [True] * len(self.features[key])
+        return sum(
+            f.is_speech(t) for f, s in zip(self.features[key], spans, strict=True) if s or not span_only
+        )
 
 
 def cut_windows(audio: FloatArray, vad: VadConfig) -> list[SpeechWindow]:
@@ -158,10 +164,16 @@ def cut_windows(audio: FloatArray, vad: VadConfig) -> list[SpeechWindow]:
 
 def measure(corpora: Path | None, split: str, per_corpus: int, vad: VadConfig, voicing: float) -> Windows:
     feats: dict[str, list[WindowFeatures]] = {}
+    in_span: dict[str, list[bool]] = {}
 
     def add(key: str, audio: FloatArray) -> None:
-        lst = feats.setdefault(key, [])
-        lst.extend(window_features(w.samples, voicing) for w in cut_windows(audio, vad))
+        windows = cut_windows(audio, vad)
+        feats.setdefault(key, []).extend(window_features(w.samples, voicing) for w in windows)
+        if key.startswith("speech "):
+            a, b = speech_span(audio) or (0, 0)
+            in_span.setdefault(key, []).extend(
+                2 * (min(w.end_sample, b) - max(w.start_sample, a)) >= len(w.samples) for w in windows
+            )
 
     for kind, _name, audio in generated(split):
         add(kind, audio)
@@ -172,7 +184,7 @@ def measure(corpora: Path | None, split: str, per_corpus: int, vad: VadConfig, v
                 add(f"speech {corpus}", sf.read(f, dtype="float32")[0])
             for kind, _name, audio in corpus_silences(files[: max(1, per_corpus // 3)]):
                 add(kind, audio)
-    return Windows(feats)
+    return Windows(feats, in_span)
 
 
 def figures(w: Windows, t: GateThresholds) -> dict[str, dict[str, float | int]]:
@@ -182,7 +194,15 @@ def figures(w: Windows, t: GateThresholds) -> dict[str, dict[str, float | int]]:
     for key, fs in sorted(w.features.items()):
         n, p = len(fs), w.passed(key, t)
         if key.startswith("speech "):
-            out[key] = {"windows": n, "kept": p, "kept_rate": round(p / n, 4) if n else 1.0}
+            ns = sum(w.in_span[key])
+            ps = w.passed(key, t, span_only=True)
+            out[key] = {
+                "windows": n,
+                "kept": p,
+                "kept_rate": round(p / n, 4) if n else 1.0,
+                "in_span_windows": ns,
+                "in_span_kept_rate": round(ps / ns, 4) if ns else 1.0,
+            }
         else:
             fe_cut, fe_pass = fe_cut + n, fe_pass + p
             out[key] = {"windows": n, "emotion": p, "false_emotion_rate": round(p / n, 4) if n else 0.0}

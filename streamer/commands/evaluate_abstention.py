@@ -42,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     rows = figures(windows, t)
     for key, row in rows.items():
         if "kept_rate" in row:
-            rate = 100 * row["kept_rate"]
-            print(f"{key:20s} kept {row['kept']:5d} of {row['windows']:5d} windows  {rate:6.2f} %")
+            rate, in_span = 100 * row["kept_rate"], 100 * row["in_span_kept_rate"]
+            print(
+                f"{key:20s} kept {row['kept']:5d} of {row['windows']:5d} windows  {rate:6.2f} %"
+                f"  (of the {row['in_span_windows']} within the speech span: {in_span:6.2f} %)"
+            )
         else:
             rate = 100 * row["false_emotion_rate"]
             print(f"{key:20s} emotion on {row['emotion']:4d} of {row['windows']:5d} windows  {rate:6.2f} %")
