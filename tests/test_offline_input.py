@@ -21,7 +21,7 @@ from streamer.daemon import Daemon
 from streamer.records import Record, UtteranceRecord, WindowRecord
 from streamer.sources.pcm import PcmFormat, PcmServerSource
 from streamer.sources.spec import SourceSpec, open_source
-from tests.daemon_helpers import REPO, cli_cmd, cli_env
+from tests.daemon_helpers import REPO, cli_cmd, cli_env, send_pcm
 
 
 class Collect:
@@ -100,7 +100,9 @@ async def test_a_flood_of_unpaced_files_waits_for_the_engine_and_drops_nothing(
     assert sum(r.dropped for rs in sink.records.values() for r in rs if isinstance(r, UtteranceRecord)) == 0
 
 
-async def test_a_live_source_still_drops_the_oldest_windows_and_counts_them(engine: Any) -> None:
+async def test_a_live_source_still_drops_the_oldest_windows_and_counts_them(
+    engine: Any, speech_wav: Path
+) -> None:
     """Raw PCM over TCP is live: with the engine held, its windows overflow the queue and the
     oldest are dropped, counted in the batcher, the stream's stats and its utterances' ``dropped``."""
     gate = threading.Event()
@@ -109,13 +111,7 @@ async def test_a_live_source_still_drops_the_oldest_windows_and_counts_them(engi
     d = Daemon(tight_config(), Held(engine, gate), [sink], sources=[(None, src)])
     run = asyncio.create_task(d.run())
     await src.start()
-    t = np.arange(16000 * 12) / 16000
-    audio = np.sin(2 * np.pi * 180 * t) * (0.3 + 0.2 * np.sin(2 * np.pi * 3 * t))
-    audio += np.random.default_rng(0).standard_normal(len(t)) * 0.01
-    _, w = await asyncio.open_connection("127.0.0.1", src.port)
-    w.write((audio * 20000).astype("<i2").tobytes())
-    await w.drain()
-    w.close()
+    await send_pcm(src.port, speech_wav)
     while d.batcher.stats.dropped < 3:  # about 20 windows cut against room for 4
         await asyncio.sleep(0.02)
     gate.set()
