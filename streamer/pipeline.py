@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from streamer.messages import (
 )
 from streamer.records import Record
 from streamer.segmenter import Segmenter
+from streamer.speechgate import WindowGate
 from streamer.tracker import StreamTracker
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,8 @@ class StreamPipeline:
         self.batcher = batcher
         self._emit = emit
         self.offline = offline
+        vad = segmenter.vad_cfg
+        self._gate = WindowGate(vad.window_thresholds) if vad.window_gate else None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_in_flight)
         self._tick = max(1, round(silence_tick_s * SAMPLE_RATE))
         self._last_tick = 0
@@ -153,6 +157,13 @@ class StreamPipeline:
 
     async def _put(self, event: SegmentEvent) -> None:
         fut = None
+        gate = self._gate  # a few ms of FFTs per window: in a thread, the event loop serves other streams
+        if (
+            isinstance(event, SpeechWindow)
+            and gate
+            and not await asyncio.to_thread(gate.is_speech, event.samples)
+        ):
+            event = dataclasses.replace(event, speech=False)
         if isinstance(event, SpeechWindow) and not event.speech:
             self.stats.windows_nonspeech += 1
         elif isinstance(event, SpeechWindow):
@@ -164,6 +175,11 @@ class StreamPipeline:
         elif isinstance(event, UtteranceStarted):
             self.stats.utterances += 1
         await self._queue.put((event, fut))
+
+    async def _judge(self, window: SpeechWindow) -> bool:
+        """The window gate's verdict; a few ms of FFTs, so in a thread while the loop serves others."""
+        assert self._gate is not None
+        return await asyncio.to_thread(self._gate.is_speech, window.samples)
 
     async def _consume(self) -> None:
         while True:

@@ -26,7 +26,6 @@ from streamer.messages import (
     UtteranceEnded,
     UtteranceStarted,
 )
-from streamer.speechgate import WindowGate
 from streamer.vad import SpeechOnset, VadConfig, VoiceActivity
 
 _SLICE = SAMPLE_RATE // 4  # big chunks are processed in slices of this many samples (bounds memory)
@@ -154,7 +153,6 @@ class Segmenter:
         self.windows = windows
         self.stats = SegmenterStats()
         self._vad = VoiceActivity(vad)
-        self.gate = WindowGate(vad.window_thresholds) if vad.window_gate else None
         self._win = round(windows.window_s * SAMPLE_RATE)
         self._hop = round(windows.hop_s * SAMPLE_RATE)
         self._min_seg = round(windows.min_segment_s * SAMPLE_RATE)
@@ -260,7 +258,6 @@ class Segmenter:
 
     def _window(self, start: int, end: int, out: list[SegmentEvent]) -> None:
         assert self._utt is not None
-        samples = self._buf.copy(start, end)
         out.append(
             SpeechWindow(
                 stream_id=self.stream_id,
@@ -268,9 +265,8 @@ class Segmenter:
                 index=self._next_window,
                 start_sample=start,
                 end_sample=end,
-                samples=samples,
+                samples=self._buf.copy(start, end),
                 wall_time=self.wall_at(end),
-                speech=self.gate is None or self.gate.is_speech(samples),
             )
         )
         self._next_window += 1

@@ -25,7 +25,8 @@ from streamer.messages import SAMPLE_RATE, FloatArray
 
 _FRAME = 768  # 48 ms: two periods of a 70 Hz voice
 _HOP = 256
-_NFFT = 2048
+_NFFT = 1024  # >= frame + max lag: the autocorrelation is not circular
+_NFFT_PEAK = 2048
 _LAG_MIN = SAMPLE_RATE // 500
 _LAG_MAX = SAMPLE_RATE // 70
 _FROZEN = 0.0015  # relative pitch change below which two frames hold the same pitch
@@ -70,19 +71,23 @@ def _frames(x: FloatArray) -> npt.NDArray[np.float64]:
     return np.asarray(x, dtype=np.float64)[idx]
 
 
-def window_features(samples: FloatArray, voicing: float = 0.5) -> WindowFeatures:
-    """The gate's features of one window of 16 kHz mono audio."""
+_WIN = np.hanning(_FRAME)
+_W_ACF = np.correlate(_WIN, _WIN, "full")[_FRAME - 1 : _FRAME + _LAG_MAX + 1]
+
+
+def window_features(samples: FloatArray, voicing: float = 0.5, with_peak: bool = True) -> WindowFeatures:
+    """The gate's features of one window of 16 kHz mono audio (``peak`` = 0 unless ``with_peak``:
+    it costs another FFT and the default gate does not check it)."""
     frames = _frames(samples)
     level = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     loud = (level >= _LOUD_DB) & (level >= level.max() - _RANGE_DB)
     if not loud.any():
         return WindowFeatures(0.0, 0.0, 0.0, 0.0, 0.0)
-    win = np.hanning(_FRAME)
+    win = _WIN
     f = frames - frames.mean(axis=1, keepdims=True)
     emph = np.concatenate([f[:, :1], f[:, 1:] - 0.95 * f[:, :-1]], axis=1) * win
     acf = np.fft.irfft(np.abs(np.fft.rfft(emph, _NFFT, axis=1)) ** 2, _NFFT, axis=1)[:, : _LAG_MAX + 2]
-    w_acf = np.correlate(win, win, "full")[_FRAME - 1 : _FRAME + _LAG_MAX + 1]
-    norm = acf / np.maximum(acf[:, :1], 1e-12) * (w_acf[0] / np.maximum(w_acf, 1e-12))
+    norm = acf / np.maximum(acf[:, :1], 1e-12) * (_W_ACF[0] / np.maximum(_W_ACF, 1e-12))
     seg = norm[:, _LAG_MIN : _LAG_MAX + 1]
     k = np.argmax(seg, axis=1)
     r = seg[np.arange(len(seg)), k]
@@ -95,12 +100,7 @@ def window_features(samples: FloatArray, voicing: float = 0.5) -> WindowFeatures
     pairs = voiced[1:] & voiced[:-1]
     change = np.abs(np.diff(np.log(lag)))
     frozen = float((change[pairs] < _FROZEN).mean()) if pairs.any() else 0.0
-    f = f[loud]
-    power = np.abs(np.fft.rfft(f * np.hanning(_FRAME), _NFFT, axis=1)) ** 2
-    freqs = np.fft.rfftfreq(_NFFT, 1.0 / SAMPLE_RATE)
-    band = power[:, (freqs >= _BAND[0]) & (freqs <= _BAND[1])] + 1e-12
-    c5 = np.cumsum(np.pad(band, ((0, 0), (6, 5))), axis=1)
-    peak = float(np.median((c5[:, 11:] - c5[:, :-11]).max(axis=1) / band.sum(axis=1)))
+    peak = _peak_share(f[loud]) if with_peak else 0.0
     return WindowFeatures(
         loud=float(loud.mean()),
         voiced=float(voiced.sum() / len(frames)),
@@ -108,6 +108,14 @@ def window_features(samples: FloatArray, voicing: float = 0.5) -> WindowFeatures
         peak=peak,
         modulation=float(np.std(level[loud])),
     )
+
+
+def _peak_share(f: npt.NDArray[np.float64]) -> float:
+    power = np.abs(np.fft.rfft(f * _WIN, _NFFT_PEAK, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(_NFFT_PEAK, 1.0 / SAMPLE_RATE)
+    band = power[:, (freqs >= _BAND[0]) & (freqs <= _BAND[1])] + 1e-12
+    c = np.cumsum(np.pad(band, ((0, 0), (6, 5))), axis=1)
+    return float(np.median((c[:, 11:] - c[:, :-11]).max(axis=1) / band.sum(axis=1)))
 
 
 class WindowGate:
@@ -120,7 +128,8 @@ class WindowGate:
 
     def is_speech(self, samples: FloatArray) -> bool:
         self.windows += 1
-        ok = window_features(samples, self.thresholds.voicing).is_speech(self.thresholds)
+        t = self.thresholds
+        ok = window_features(samples, t.voicing, with_peak=t.peak_max < 1.0).is_speech(t)
         self.rejected += not ok
         return ok
 
