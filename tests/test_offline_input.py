@@ -158,7 +158,7 @@ def ravdess_files(corpora_dir: Path) -> list[Path]:
 def test_predict_all_of_ravdess_in_one_call_answers_every_file(corpora_dir: Path) -> None:
     """All 1,440 RAVDESS files in ONE ``emotrack predict`` call with the bundled engine: every file
     has windows (before the fix about half came back ``"windows": 0, "no speech found"``).
-    About 30 s on two cores."""
+    30-70 s on two shared cores."""
     files = ravdess_files(corpora_dir)
     r = subprocess.run(
         cli_cmd("predict", "--no-progress", *map(str, files)),
