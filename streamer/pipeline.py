@@ -216,6 +216,8 @@ class StreamPipeline:
             state = t.state("speaking", item.end_s, item.wall_time)
             return [rec, state] if rec is not None else [state]
         if isinstance(item, UtteranceStarted):
+            if self._gate is not None:  # not known to be speech yet: its first speech window says so
+                return []
             return [t.state("speaking", item.start_sample / SAMPLE_RATE, item.wall_time)]
         if isinstance(item, UtteranceEnded):
             end_s = item.end_sample / SAMPLE_RATE
