@@ -205,6 +205,7 @@ class Daemon:
         """Feed one source's events to its streams until it ends or the daemon stops."""
         live = spec is not None and spec.kind == "mic"
         ephemeral = bool(getattr(src, "ephemeral", False))
+        offline = bool(getattr(src, "offline", False))  # it waits for the engine: nothing is dropped
         key = spec.stream_id if spec is not None else str(id(src))
         if live:
             self._live.add(key)
@@ -230,18 +231,18 @@ class Daemon:
                 if isinstance(ev, AudioChunk):
                     if ephemeral:
                         self._ephemeral.add(ev.stream_id)
-                    await self._pipeline(ev.stream_id).feed(ev)
+                    await self._pipeline(ev.stream_id, offline).feed(ev)
                 elif isinstance(ev, StreamEnded):
                     if ev.reason not in ("eof", "disconnected"):
                         log.warning("stream %s ended: %s", ev.stream_id, ev.reason)
-                    await self._end_stream(ev)
+                    await self._end_stream(ev, offline)
         finally:
             stop.cancel()
             self._live.discard(key)
             with contextlib.suppress(Exception):
                 await src.aclose()
 
-    def _pipeline(self, stream_id: str) -> StreamPipeline:
+    def _pipeline(self, stream_id: str, offline: bool = False) -> StreamPipeline:
         p = self.pipelines.get(stream_id)
         if p is None or p.ended:
             tracker = StreamTracker(
@@ -265,12 +266,13 @@ class Daemon:
                 max_in_flight=self.cfg.inference.max_in_flight,
                 publish_silence=self.smoothing.silence == "decay",
                 on_progress=self.heartbeat.beat,
+                offline=offline,
             )
             self.pipelines[stream_id] = p
         return p
 
-    async def _end_stream(self, ev: StreamEnded) -> None:
-        await self._end_pipeline(self._pipeline(ev.stream_id), ev.total_samples, ev.reason)
+    async def _end_stream(self, ev: StreamEnded, offline: bool) -> None:
+        await self._end_pipeline(self._pipeline(ev.stream_id, offline), ev.total_samples, ev.reason)
 
     async def _end_pipeline(self, p: StreamPipeline, total_samples: int | None, reason: str) -> None:
         await p.end(total_samples, None, reason)
@@ -323,6 +325,7 @@ class Daemon:
                 "windows": st.windows,
                 "scored": st.windows_scored,
                 "dropped": st.windows_dropped,
+                "nonspeech": st.windows_nonspeech,
                 "utterances": st.utterances,
                 "audio_s": round(st.samples / SAMPLE_RATE, 3),
                 "ended": sid not in live,

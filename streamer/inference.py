@@ -1,4 +1,9 @@
-"""Cross-stream batched inference: ``workers`` engine threads sharing one bounded drop-oldest queue.
+"""Cross-stream batched inference: ``workers`` engine threads sharing one bounded pending queue.
+
+Overload policy depends on where a window comes from. Live input (microphones, paced files, sockets)
+cannot wait: when ``max_pending`` live windows are queued the oldest live one is dropped (counted).
+Offline input (unpaced files, stdin) can: ``submit_waiting`` holds its reader until the queue has
+room (backpressure), so an offline window is never dropped, however many files are read at once.
 
 Batching policy: a free worker takes up to ``max_batch`` pending windows, waiting at most ``max_wait_ms``
 after the first one for the batch to fill. With several workers, engine calls overlap (ONNX Runtime's
@@ -58,7 +63,7 @@ class BatcherStats:
     max_batch_seen: int = 0
 
 
-_Item = tuple[SpeechWindow, "asyncio.Future[Scores | None]"]
+_Item = tuple[SpeechWindow, "asyncio.Future[Scores | None]", bool]  # (window, future, may be dropped)
 
 
 class BatcherClosed(RuntimeError):
@@ -86,6 +91,8 @@ class Batcher:
         self.max_pending = max_pending
         self._on_progress = on_progress
         self._pending: deque[_Item] = deque()
+        self._live_pending = 0  # queued windows that may be dropped
+        self._room: asyncio.Semaphore | None = None  # queue slots for offline windows (made on first use)
         self._wakeup = asyncio.Event()
         self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emotrack-infer")
@@ -106,20 +113,51 @@ class Batcher:
                 loop.create_task(self._run(), name=f"emotrack-batcher-{i}") for i in range(self.workers)
             ]
 
-    def submit(self, window: SpeechWindow) -> asyncio.Future[Scores | None]:
-        """Queue a window; when the queue is full the oldest queued window resolves to None (dropped)."""
+    def submit(self, window: SpeechWindow, *, droppable: bool = True) -> asyncio.Future[Scores | None]:
+        """Queue a live window; when ``max_pending`` live windows are queued the oldest of them
+        resolves to None (dropped, counted). ``droppable=False`` is for ``submit_waiting`` only."""
         if self._closing:
             raise BatcherClosed("the batcher is draining; no new windows")
         self.start()
         fut: asyncio.Future[Scores | None] = asyncio.get_running_loop().create_future()
-        if len(self._pending) >= self.max_pending:
-            _, old = self._pending.popleft()
-            self.stats.dropped += 1
-            if not old.done():
-                old.set_result(None)
-        self._pending.append((window, fut))
+        if droppable:
+            if self._live_pending >= self.max_pending:
+                self._drop_oldest_live()
+            self._live_pending += 1
+        self._pending.append((window, fut, droppable))
         self._wakeup.set()
         return fut
+
+    async def submit_waiting(self, window: SpeechWindow) -> asyncio.Future[Scores | None]:
+        """Queue an offline window, first waiting (in FIFO order) until fewer than ``max_pending``
+        offline windows are queued: the reader is held back instead of a window being dropped."""
+        if self._closing:
+            raise BatcherClosed("the batcher is draining; no new windows")
+        if self._room is None:
+            self._room = asyncio.Semaphore(self.max_pending)
+        await self._room.acquire()
+        try:
+            return self.submit(window, droppable=False)
+        except BaseException:
+            self._room.release()
+            raise
+
+    def _drop_oldest_live(self) -> None:
+        for i, (_, old, droppable) in enumerate(self._pending):
+            if droppable:
+                del self._pending[i]
+                self._dequeued(droppable)
+                self.stats.dropped += 1
+                if not old.done():
+                    old.set_result(None)
+                return
+
+    def _dequeued(self, droppable: bool) -> None:
+        """A window left the queue (into a batch, dropped or cancelled): free its slot."""
+        if droppable:
+            self._live_pending -= 1
+        elif self._room is not None:
+            self._room.release()
 
     async def drain(self) -> None:
         """Stop accepting windows, score everything pending, then stop the worker and its thread."""
@@ -134,7 +172,8 @@ class Batcher:
         """Stop at once: pending windows resolve to None (counted as dropped)."""
         self._closing = True
         while self._pending:
-            _, fut = self._pending.popleft()
+            _, fut, droppable = self._pending.popleft()
+            self._dequeued(droppable)
             self.stats.dropped += 1
             if not fut.done():
                 fut.set_result(None)
@@ -158,11 +197,13 @@ class Batcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), left)
             batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-            live = [(w, f) for w, f in batch if not f.cancelled()]
+            for _, _, droppable in batch:
+                self._dequeued(droppable)
+            live = [(w, f) for w, f, _ in batch if not f.cancelled()]
             if live:
                 await self._score(live)
 
-    async def _score(self, batch: list[_Item]) -> None:
+    async def _score(self, batch: list[tuple[SpeechWindow, asyncio.Future[Scores | None]]]) -> None:
         self.stats.batches += 1
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(batch))
         self._in_flight += len(batch)

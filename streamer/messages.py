@@ -63,6 +63,7 @@ class SpeechWindow:
     end_sample: int
     samples: FloatArray
     wall_time: float  # wall time at the window's end
+    speech: bool = True  # the window gate's verdict (the pipeline's): False = tone, noise... (not scored)
 
     @property
     def start_s(self) -> float:

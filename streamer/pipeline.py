@@ -2,10 +2,13 @@
 
 Order: every segment event goes into a bounded FIFO together with its score future (windows) so the
 consumer turns events into records in stream order, whatever order batches finish in. The FIFO applies
-backpressure (``feed`` waits when ``max_in_flight`` events are outstanding) instead of dropping: live
-sources own drop-oldest ring buffers upstream and the batcher drops the oldest windows under overload,
-both counted, so a window lost to overload still reaches the tracker (as ``scores=None``) and is
-counted in its utterance's ``dropped``.
+backpressure (``feed`` waits when ``max_in_flight`` events are outstanding) instead of dropping.
+
+Overload: a live stream (``offline=False``: microphone, paced file, socket) cannot wait, so its
+source's ring buffer and the batcher drop the oldest audio/windows, counted; a window lost that way
+still reaches the tracker (as ``scores=None``) and is counted in its utterance's ``dropped``. An
+offline stream (unpaced file, stdin) waits for the batcher instead (``Batcher.submit_waiting``), so
+none of its windows is ever dropped, however many streams are read at once.
 
 Silence: while no utterance is open, a silence tick is queued every ``silence_tick_s`` of audio so the
 tracker can decay (or hold) the state and publish it; ticks ride the same FIFO, so they never overtake
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ from streamer.messages import (
 )
 from streamer.records import Record
 from streamer.segmenter import Segmenter
+from streamer.speechgate import WindowGate
 from streamer.tracker import StreamTracker
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ class StreamStats:
     windows: int = 0
     windows_scored: int = 0
     windows_dropped: int = 0
+    windows_nonspeech: int = 0  # rejected by the window gate: not scored, no emotion
     utterances: int = 0
     records: int = 0
 
@@ -81,12 +87,16 @@ class StreamPipeline:
         silence_tick_s: float = 1.0,
         publish_silence: bool = True,
         on_progress: Callable[[], None] | None = None,
+        offline: bool = False,
     ) -> None:
         self.stream_id = stream_id
         self.segmenter = segmenter
         self.tracker = tracker
         self.batcher = batcher
         self._emit = emit
+        self.offline = offline
+        vad = segmenter.vad_cfg
+        self._gate = WindowGate(vad.window_thresholds) if vad.window_gate else None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_in_flight)
         self._tick = max(1, round(silence_tick_s * SAMPLE_RATE))
         self._last_tick = 0
@@ -149,12 +159,29 @@ class StreamPipeline:
 
     async def _put(self, event: SegmentEvent) -> None:
         fut = None
-        if isinstance(event, SpeechWindow):
+        gate = self._gate  # a few ms of FFTs per window: in a thread, the event loop serves other streams
+        if (
+            isinstance(event, SpeechWindow)
+            and gate
+            and not await asyncio.to_thread(gate.is_speech, event.samples)
+        ):
+            event = dataclasses.replace(event, speech=False)
+        if isinstance(event, SpeechWindow) and not event.speech:
+            self.stats.windows_nonspeech += 1
+        elif isinstance(event, SpeechWindow):
             self.stats.windows += 1
-            fut = self.batcher.submit(event)
+            if self.offline:
+                fut = await self.batcher.submit_waiting(event)
+            else:
+                fut = self.batcher.submit(event)
         elif isinstance(event, UtteranceStarted):
             self.stats.utterances += 1
         await self._queue.put((event, fut))
+
+    async def _judge(self, window: SpeechWindow) -> bool:
+        """The window gate's verdict; a few ms of FFTs, so in a thread while the loop serves others."""
+        assert self._gate is not None
+        return await asyncio.to_thread(self._gate.is_speech, window.samples)
 
     async def _consume(self) -> None:
         while True:
@@ -176,6 +203,9 @@ class StreamPipeline:
         self, item: SegmentEvent | _Silence | _End, fut: asyncio.Future[Scores | None] | None
     ) -> list[Record]:
         t = self.tracker
+        if isinstance(item, SpeechWindow) and not item.speech:
+            t.on_nonspeech(item)
+            return [t.state("no-speech", item.end_s, item.wall_time)]
         if isinstance(item, SpeechWindow):
             scores = await fut if fut is not None else None
             if scores is None:
@@ -188,9 +218,14 @@ class StreamPipeline:
             state = t.state("speaking", item.end_s, item.wall_time)
             return [rec, state] if rec is not None else [state]
         if isinstance(item, UtteranceStarted):
+            if self._gate is not None:  # not known to be speech yet: its first speech window says so
+                return []
             return [t.state("speaking", item.start_sample / SAMPLE_RATE, item.wall_time)]
         if isinstance(item, UtteranceEnded):
             end_s = item.end_sample / SAMPLE_RATE
+            if t.is_nonspeech(item.utterance_id):  # only noise/tones: no utterance at all
+                t.forget(item.utterance_id)
+                return [t.state("silent", end_s, item.wall_time)]
             return [t.on_utterance_end(item), t.state("silent", end_s, item.wall_time)]
         if isinstance(item, _Silence):
             if not self._scored_any or not self._publish_silence:

@@ -112,7 +112,7 @@ class StateRecord:
 
     stream: str
     seq: int
-    status: str  # "speaking" | "silent" | "ended"
+    status: str  # "speaking" | "silent" | "no-speech" (sound, but not speech) | "ended"
     audio_time: float
     wall_time: float
     current: EmotionValues

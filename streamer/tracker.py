@@ -29,6 +29,7 @@ class _Accumulator:
 
     scored: int = 0
     dropped: int = 0
+    rejected: int = 0  # not speech (window gate): not scored, not an emotion
     prob_sum: dict[str, float] = field(default_factory=dict)
     prob_n: int = 0
     vad_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
@@ -140,6 +141,19 @@ class StreamTracker:
             engine=self.engine_ref,
         )
 
+    def on_nonspeech(self, window: SpeechWindow) -> None:
+        """A window the gate rejected: no record, no smoothing, no centring; only counted."""
+        self._accumulator(window.utterance_id).rejected += 1
+
+    def is_nonspeech(self, utterance_id: int) -> bool:
+        """True when every window of the utterance so far was rejected as not speech (a blip of
+        noise, a tone): it is no utterance, and ``forget`` drops it without a record."""
+        acc = self._open.get(utterance_id)
+        return acc is not None and acc.rejected > 0 and acc.scored == 0 and acc.dropped == 0
+
+    def forget(self, utterance_id: int) -> None:
+        self._open.pop(utterance_id, None)
+
     def on_utterance_end(self, ev: UtteranceEnded) -> UtteranceRecord:
         """Summary of the utterance: mean probabilities and V/A/D over its scored windows."""
         acc = self._open.pop(ev.utterance_id, None) or _Accumulator()
@@ -151,7 +165,7 @@ class StreamTracker:
             start=ev.start_sample / SAMPLE_RATE,
             end=ev.end_sample / SAMPLE_RATE,
             wall_time=self._wall(ev.wall_time),
-            windows=max(ev.n_windows, acc.scored + acc.dropped),
+            windows=max(ev.n_windows - acc.rejected, acc.scored + acc.dropped),
             dropped=acc.dropped,
             summary=acc.summary(),
             engine=self.engine_ref,
@@ -162,8 +176,8 @@ class StreamTracker:
 
         ``seq`` is that of the latest window/utterance record (-1 before the first).
         """
-        if status not in ("speaking", "silent", "ended"):
-            raise ValueError(f"state status must be speaking, silent or ended (got {status!r})")
+        if status not in ("speaking", "silent", "no-speech", "ended"):
+            raise ValueError(f"state status must be speaking, silent, no-speech or ended (got {status!r})")
         if status == "speaking":
             current = self.smoother.current(audio_time)
         else:

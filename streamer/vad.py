@@ -19,6 +19,7 @@ import numpy.typing as npt
 import webrtcvad
 
 from streamer.messages import SAMPLE_RATE, FloatArray
+from streamer.speechgate import GateThresholds
 
 GateMode = Literal["off", "spectral"]
 
@@ -45,6 +46,14 @@ class VadConfig:
     gate_tonality_max: float = 0.99  # share of band energy in the strongest peak (±2 bins) above: a tone
     gate_modulation_db: float = 3.0  # std of the level (dB) over gate_modulation_ms below this: stationary
     gate_modulation_ms: int = 480
+    # window gate (streamer/speechgate.py, docs/abstention.md): a whole window that is not speech by its
+    # voicing, pitch movement and level modulation is not scored and publishes no emotion
+    window_gate: bool = True
+    window_gate_voiced_min: float = 0.05  # share of the window's frames that must be voiced
+    window_gate_voicing: float = 0.5  # normalised autocorrelation peak that makes a frame voiced
+    window_gate_frozen_max: float = 0.5  # share of voiced frame pairs with a frozen pitch (tones, music)
+    window_gate_peak_max: float = 1.0  # energy share of the strongest spectral peak (1 = not checked)
+    window_gate_modulation_db: float = 2.0  # std of the loud frames' level (dB) below this: stationary
 
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -63,8 +72,29 @@ class VadConfig:
             raise ValueError(f"vad.gate_tonality_max must be in (0, 1] (got {self.gate_tonality_max!r})")
         if self.gate_modulation_db < 0.0:
             raise ValueError(f"vad.gate_modulation_db must be >= 0 (got {self.gate_modulation_db!r})")
+        for name in ("window_gate_voiced_min", "window_gate_voicing", "window_gate_frozen_max"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"vad.{name} must be in [0, 1] (got {getattr(self, name)!r})")
+        if not 0.0 < self.window_gate_peak_max <= 1.0:
+            raise ValueError(
+                f"vad.window_gate_peak_max must be in (0, 1] (got {self.window_gate_peak_max!r})"
+            )
+        if self.window_gate_modulation_db < 0.0:
+            raise ValueError(
+                f"vad.window_gate_modulation_db must be >= 0 (got {self.window_gate_modulation_db!r})"
+            )
         if self.gate_modulation_ms < 4 * self.frame_ms:
             raise ValueError(f"vad.gate_modulation_ms must be >= 4 frames (got {self.gate_modulation_ms!r})")
+
+    @property
+    def window_thresholds(self) -> GateThresholds:
+        return GateThresholds(
+            voiced_min=self.window_gate_voiced_min,
+            voicing=self.window_gate_voicing,
+            frozen_max=self.window_gate_frozen_max,
+            peak_max=self.window_gate_peak_max,
+            modulation_min=self.window_gate_modulation_db,
+        )
 
     @property
     def frame_samples(self) -> int:

@@ -98,3 +98,17 @@ async def wait_until(pred: Any, timeout: float = 30.0, what: str = "the conditio
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def send_pcm(port: int, path: Path) -> None:
+    """Push a 16 kHz mono file to a raw-PCM TCP source (s16le) as fast as TCP allows, then close:
+    live input that nothing paces, so an overloaded daemon has to drop some of it."""
+    import numpy as np
+    import soundfile as sf
+
+    x, _ = sf.read(path, dtype="float32")
+    _, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write((np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    await w.drain()
+    w.close()
+    await w.wait_closed()

@@ -183,3 +183,24 @@ async def test_several_workers_run_engine_calls_at_once_and_keep_results_per_win
 def test_workers_must_be_positive(engine: Any) -> None:
     with pytest.raises(ValueError, match="workers"):
         Batcher(engine, workers=0)
+
+
+async def test_offline_windows_wait_for_room_and_are_never_dropped(engine: Any) -> None:
+    """``submit_waiting`` holds the reader while the queue is full; a live flood then drops only
+    live windows, however old the offline ones queued beside them are."""
+    gate = threading.Event()
+    b = Batcher(Recording(engine, gate), max_batch=1, max_wait_ms=0, max_pending=2)
+    held = b.submit(window("x", 0))
+    await asyncio.sleep(0.05)  # the worker is inside the engine with it
+    offline = [await b.submit_waiting(window("f", i)) for i in range(2)]
+    third = asyncio.create_task(b.submit_waiting(window("f", 2)))
+    await asyncio.sleep(0.05)
+    assert not third.done()  # no room: the offline reader waits instead of dropping
+    live = [b.submit(window("m", i)) for i in range(5)]
+    assert b.stats.dropped == 3 and all(f.result() is None for f in live[:3])
+    assert not any(f.done() for f in offline)
+    gate.set()
+    res = await asyncio.gather(held, *offline, await third, *live[3:])
+    await b.drain()
+    assert all(isinstance(r, Scores) for r in res)
+    assert b.stats.scored == 6 and b.stats.dropped == 3

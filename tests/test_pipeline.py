@@ -20,6 +20,8 @@ from streamer.config import EmotrackConfig, SourceSection, load_config
 from streamer.daemon import Daemon
 from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
 from streamer.sinks.base import StreamEnd
+from streamer.sources.pcm import PcmFormat, PcmServerSource
+from tests.daemon_helpers import send_pcm
 
 
 class Collect:
@@ -115,6 +117,8 @@ async def test_stereo_split_gives_two_streams_batched_together(
 
 
 async def test_overload_drops_are_counted_and_order_kept(engine: Any, speech_wav: Path) -> None:
+    """Two live (raw PCM over TCP) streams against a held engine: the oldest windows are dropped and
+    counted, and each stream's records stay in order."""
     gate = threading.Event()
 
     class Slow:
@@ -131,17 +135,21 @@ async def test_overload_drops_are_counted_and_order_kept(engine: Any, speech_wav
             return engine.infer(audio)
 
     sink = Collect()
-    cfg = config(
-        f"file:{speech_wav}?id=a", f"file:{speech_wav}?id=b", max_pending=2, max_batch=1, max_wait_ms=0
-    )
-    d = Daemon(cfg, Slow(), [sink])
+    src = PcmServerSource("live", PcmFormat(), port=0, chunk_ms=100)
+    d = Daemon(config(max_pending=2, max_batch=1, max_wait_ms=0), Slow(), [sink], sources=[(None, src)])
     task = asyncio.create_task(d.run())
+    await src.start()
+    await asyncio.gather(send_pcm(src.port, speech_wav), send_pcm(src.port, speech_wav))
     while d.batcher.stats.dropped < 3:
         await asyncio.sleep(0.01)
     gate.set()
+    while src.stats["active_clients"] or d.pipelines:
+        await asyncio.sleep(0.05)
+    d.request_stop()
     await task
     total_dropped = 0
-    for sid in ("a", "b"):
+    assert sorted(sink.records) == ["live", "live-2"]
+    for sid in sink.records:
         _windows, utts = check_stream(sink.records[sid])
         total_dropped += sum(u.dropped for u in utts)
     assert total_dropped == d.batcher.stats.dropped >= 3

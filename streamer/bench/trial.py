@@ -103,10 +103,10 @@ def watch_submissions(batcher: Any, latest: dict[str, int]) -> dict[str, dict[in
     ready: dict[str, dict[int, float]] = {}
     submit = batcher.submit
 
-    def watched(window: SpeechWindow) -> Any:
+    def watched(window: SpeechWindow, **kw: Any) -> Any:
         sid = window.stream_id
         ready.setdefault(sid, {})[window.index] = latest.get(sid, window.end_sample) / SAMPLE_RATE
-        return submit(window)
+        return submit(window, **kw)
 
     batcher.submit = watched  # an instance attribute: the pipelines call batcher.submit(window)
     return ready

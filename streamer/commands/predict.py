@@ -87,8 +87,11 @@ def summarise(path: Path, duration: float, records: list[Record], track: bool) -
     out["duration"] = round(duration, 3)
     out["speech_seconds"] = round(sum(u.end - u.start for u in utterances), 3)
     out["windows"] = len(windows)
+    lost = sum(u.dropped for u in utterances)
+    if lost:
+        out["windows_lost"] = lost  # cut but not scored: the engine failed on them
     if not windows:
-        out["note"] = "no speech found"
+        out["note"] = f"{lost} windows not scored (engine failed)" if lost else "no speech found"
     if track:
         out["track"] = [
             {
@@ -111,7 +114,7 @@ def _emotion(d: dict[str, Any]) -> str:
 def text_line(d: dict[str, Any]) -> str:
     """The file's line, then with ``--track`` one indented line per window (raw, then smoothed)."""
     if d["label"] is None and d["valence"] is None:
-        return f"{d['file']}: no speech found ({d['duration']:.2f} s)"
+        return f"{d['file']}: {d.get('note', 'no speech found')} ({d['duration']:.2f} s)"
     head = (
         f"{d['file']}: {_emotion(d)} "
         f"(speech {d['speech_seconds']:.2f} of {d['duration']:.2f} s, {d['windows']} windows)"
@@ -154,7 +157,14 @@ async def predict(args: argparse.Namespace) -> int:
         durations[spec.stream_id] = frames / rate if rate else 0.0
         opened.append((spec, src))
     bar = progress_bar(len(opened), "predict", enabled=not args.no_progress)
-    collector = Collector(on_end=lambda _stream: bar.update(1))
+    reasons: dict[str, str] = {}  # kept here: the daemon remembers only its latest ended streams
+
+    def ended(stream: str) -> None:
+        if daemon is not None:
+            reasons[stream] = daemon.end_reasons.get(stream, "eof")
+        bar.update(1)
+
+    collector = Collector(on_end=ended)
     daemon = Daemon(cfg, engine, [collector], sources=opened) if opened else None
     try:
         if daemon is not None:
@@ -164,7 +174,7 @@ async def predict(args: argparse.Namespace) -> int:
     for i, path in enumerate(args.files):
         sid = f"f{i}"
         if i not in errors and daemon is not None:
-            reason = daemon.end_reasons.get(sid)
+            reason = reasons.get(sid)
             if reason and reason.startswith("error"):
                 errors[i] = f"{path}: {reason}"
         if i in errors:

@@ -20,6 +20,10 @@ class AudioSource(Protocol):
 
     ``stream_ids`` lists the ids known now (a PCM server: its connected clients). ``stats`` holds
     counters (samples repaired, chunks/frames dropped, ...) for the daemon's stats topic.
+
+    A source may also have ``offline: bool`` (absent = False): True when it reads as fast as the
+    daemon takes its audio (an unpaced file, stdin), so the daemon holds it back instead of dropping
+    its windows under load; live sources (microphones, paced files, sockets) keep drop-oldest.
     """
 
     @property

@@ -89,6 +89,11 @@ class FileSource:
         return self._asm.stream_ids
 
     @property
+    def offline(self) -> bool:
+        """Unpaced reading waits for the engine (nothing dropped); a paced file is live input."""
+        return not self.realtime
+
+    @property
     def stats(self) -> dict[str, int]:
         return {**self._stats, "samples_repaired": self._asm.repaired}
 

@@ -98,6 +98,11 @@ class StdinSource:
         return self._stream.asm.stream_ids
 
     @property
+    def offline(self) -> bool:
+        """stdin back-pressures its writer, so its windows wait for the engine instead of dropping."""
+        return True
+
+    @property
     def stats(self) -> dict[str, int]:
         return {
             "bytes_read": self._stream.bytes_in,
