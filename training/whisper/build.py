@@ -23,10 +23,10 @@ from engines.integrity import sha256_file
 from engines.manifest import EngineManifest, EngineOutputs, Provenance, write_manifest
 from training.export import export_engine
 from training.pipeline import git_revision
+from training.whisper.compact import compact_weights
 from training.whisper.encoder import pretrained_encoder
 from training.whisper.heads import LinearHead, fit_head
 from training.whisper.model import WhisperEmotion
-from training.whisper.compact import compact_weights
 from training.whisper.select import CORPORA, LABELS, CorpusData, layer, load_data, training_set
 
 LICENCE = (
@@ -46,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aug", action="store_true")
     p.add_argument("--hop", type=float, default=0.5)
     p.add_argument("--version", default="2.0.0")
+    p.add_argument(
+        "--exclude", action="append", default=[], choices=CORPORA, help="leave a corpus out (a fold engine)"
+    )
     args = p.parse_args(argv)
 
     data = load_data(args.corpora, args.embeddings)
-    x, y, vad, groups = training_set(data, list(CORPORA), args.depth, args.aug)
+    train = [name for name in CORPORA if name not in args.exclude]
+    x, y, vad, groups = training_set(data, train, args.depth, args.aug)
     head = fit_head(x, y, vad, groups, args.c)
     model = WhisperEmotion(pretrained_encoder(args.depth), head).eval()
-    speakers = sorted({u.speaker for d in data.values() for u in d.utts})
+    speakers = sorted({u.speaker for name in train for u in data[name].utts})
+    names = {"ravdess": "RAVDESS actors 1-18", "tess": "TESS", "ased": "ASED", "nemo": "nEMO"}
     manifest = EngineManifest(
         name="emotrack-whisper",
         version=args.version,
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         provenance=Provenance(
             training_data=(
                 f"frozen Whisper-base encoder, {args.depth} blocks; linear head fitted on the four-class "
-                f"clips of RAVDESS actors 1-18, TESS, ASED and nEMO ({len(speakers)} speakers, clean"
+                f"clips of {', '.join(names[n] for n in train)} ({len(speakers)} speakers, clean"
                 f"{' + one channel-augmented copy' if args.aug else ''}); held-out test: RAVDESS actors 19-24"
             ),
             code_version=git_revision(),
