@@ -86,6 +86,15 @@ def test_default_split(tmp_path: Path) -> None:
     assert len(split.train) + len(split.val) + len(split.test) == len(utts)
     assert parse_split("default-test", utts) == split.test
     assert {u.speaker for u in parse_split("speakers=19,tess_OAF", utts)} == {"ravdess_19", "tess_OAF"}
+    dev = parse_split("speakers=1-18", utts)  # a range of RAVDESS actors: the development actors only
+    assert {u.speaker for u in dev} == {f"ravdess_{a:02d}" for a in range(1, 19)}
+    assert {u.speaker for u in parse_split("speakers=2-3,20", utts)} == {
+        "ravdess_02",
+        "ravdess_03",
+        "ravdess_20",
+    }
+    with pytest.raises(SplitError, match="empty actor range"):
+        parse_split("speakers=18-1", utts)
     with pytest.raises(SplitError, match="unknown split"):
         parse_split("random", utts)
     with pytest.raises(SplitError, match="needs RAVDESS"):

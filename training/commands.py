@@ -73,8 +73,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default="default-test",
-        help="default-test (RAVDESS actors 19-24), default-val, all, or speakers=ID,... "
-        "(default: default-test)",
+        help="default-test (RAVDESS actors 19-24), default-val, all, or speakers=ID,... (RAVDESS actor "
+        "numbers and ranges work: speakers=1-18) (default: default-test)",
     )
     p.add_argument("--labels", default="4", help="label set: 4, all, or comma-separated labels (default: 4)")
     p.add_argument(
@@ -86,6 +86,11 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--calm-as-neutral",
         action="store_true",
         help="count RAVDESS calm as neutral (for models trained with calm merged into neutral)",
+    )
+    p.add_argument(
+        "--labelled-only",
+        action="store_true",
+        help="score only clips whose label is in --labels (so CCC covers the same clips as UA)",
     )
     p.add_argument("--json", action="store_true", help="print metrics.json to stdout")
     p.add_argument(
@@ -199,6 +204,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         utts = parse_split(args.split, parse_corpus_specs(args.corpus))
         if args.calm_as_neutral:
             utts = merge_calm(utts)
+        if args.labelled_only:
+            utts = [u for u in utts if u.label in labels]
         if args.engine is not None:
             report = evaluate_engine(
                 args.engine, utts, labels, backend=args.backend, threads=args.threads, progress=progress
@@ -238,8 +245,40 @@ def add_baseline_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="z-normalise each speaker's features over all their clips (test speakers too): the baseline "
         "given what a stream's centring has, and more",
     )
+    p.add_argument(
+        "--loco",
+        action="store_true",
+        help="leave-one-corpus-out instead: train on all corpora but one, score it per clip (four classes, "
+        "silence-trimmed at 40 dB unless --trim-db, RAVDESS actors 19-24 never read); DIR/loco.json",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p
+
+
+def _run_loco(args: argparse.Namespace) -> int:
+    from training.baseline_loco import TRIM_DB, loco_table, run_loco
+    from training.data.corpora import parse_corpus_specs
+    from training.evaluate import write_report
+
+    try:
+        result = run_loco(
+            parse_corpus_specs(args.corpus),
+            args.cache,
+            seed=args.seed,
+            trim_db=TRIM_DB if args.trim_db is None else args.trim_db,
+        )
+        for name, report in result.reports.items():
+            write_report(report, Path(args.out) / name)
+        summary = result.to_dict()
+        (Path(args.out) / "loco.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except _user_errors() as e:
+        return _fail(str(e), 1)
+    except OSError as e:
+        return _fail(f"cannot write to {args.out}: {e.strerror}", 1)
+    print(
+        json.dumps(summary) if args.json else f"{loco_table(result)}\nreport: {Path(args.out) / 'loco.json'}"
+    )
+    return 0
 
 
 def run_baseline(args: argparse.Namespace) -> int:
@@ -248,6 +287,10 @@ def run_baseline(args: argparse.Namespace) -> int:
     from training.data.corpora import parse_corpus_specs
     from training.evaluate import write_report
 
+    if args.loco:
+        if args.no_balance or args.speaker_norm:
+            return _fail("--loco weights each corpus and class equally; drop --no-balance/--speaker-norm", 2)
+        return _run_loco(args)
     try:
         result = baseline(
             parse_corpus_specs(args.corpus),

@@ -4,6 +4,7 @@ to new voices rather than memorised ones."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -133,9 +134,21 @@ def devfold_split(utts: list[Utterance], k: int, fold: int) -> Split:
     return default_split(utts, val_actors=devfold_actors(k, fold))
 
 
+def _expand_actors(token: str) -> list[str]:
+    """A bare RAVDESS actor number or an inclusive range of them (`1-18`) as speaker ids; else the token."""
+    m = re.fullmatch(r"(\d+)-(\d+)", token)
+    if m is not None:
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if lo > hi:
+            raise SplitError(f"--split speakers=: empty actor range {token!r}")
+        return [ravdess_actor(a) for a in range(lo, hi + 1)]
+    return [ravdess_actor(int(token))] if token.isdigit() else [token]
+
+
 def parse_split(spec: str, utts: list[Utterance]) -> list[Utterance]:
     """The utterances a CLI `--split` names: `default-test`, `default-val`, `all` or `speakers=ID,ID,...`
-    (speaker ids as the readers give them, e.g. ravdess_19, or bare RAVDESS actor numbers)."""
+    (speaker ids as the readers give them, e.g. ravdess_19, bare RAVDESS actor numbers, or ranges of them:
+    `speakers=1-18` is RAVDESS's development actors)."""
     if spec == "all":
         return list(utts)
     if spec == "default-test":
@@ -144,7 +157,7 @@ def parse_split(spec: str, utts: list[Utterance]) -> list[Utterance]:
         return default_split(utts).val
     if spec.startswith("speakers="):
         ids = [s.strip() for s in spec.removeprefix("speakers=").split(",") if s.strip()]
-        ids = [ravdess_actor(int(s)) if s.isdigit() else s for s in ids]
+        ids = [i for s in ids for i in _expand_actors(s)]
         if not ids:
             raise SplitError("--split speakers= needs at least one speaker id")
         return speakers_out(utts, ids)[1]
