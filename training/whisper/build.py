@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         labels=LABELS,
         outputs=EngineOutputs(logits=True, vad=True),
         hop_s=args.hop,
+        # Every input exactly one 2 s window, as in training: Whisper's positional table is added to the
+        # residual stream, so pooled statistics shift with the input's length (a whole 3-8 s clip scored
+        # as one input lost 9 points of UA). Shorter segments are tiled up, longer ones windowed.
+        min_window_s=2.0,
+        max_window_s=2.0,
         provenance=Provenance(
             training_data=(
                 f"frozen Whisper-base encoder, {args.depth} blocks; linear head fitted on the four-class "
