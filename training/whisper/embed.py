@@ -100,3 +100,39 @@ def embed_utterances(
                 flush()
     flush()
     return Embeddings(values=np.concatenate(out), clip=np.asarray(owners, dtype=np.int64))
+
+
+FOUR_CLASSES = ("neutral", "happy", "sad", "angry")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.whisper.embed CORPORA OUT_DIR [--depth 3] [--aug]``: the four-class clips of
+    RAVDESS, TESS, ASED and nEMO, embedded and cached as ``OUT_DIR/emb_<corpus>_<clean|aug>.npz``."""
+    import argparse
+
+    from training.data.corpora import load_corpus
+    from training.whisper.features import export_feature_graph
+
+    p = argparse.ArgumentParser(description="cache pooled Whisper-encoder embeddings of the corpora")
+    p.add_argument("corpora", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--depth", type=int, default=3, help="encoder blocks (every block's states are kept)")
+    p.add_argument("--aug", action="store_true", help="one channel-augmented copy of each clip (seed 17)")
+    p.add_argument("--corpus", action="append", help="only these corpora (default: all four)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    graph = args.out / f"features_depth{args.depth}.onnx"
+    if not graph.is_file():
+        export_feature_graph(args.depth, graph)
+    for name in args.corpus or ["ravdess", "tess", "ased", "nemo"]:
+        utts = [u for u in load_corpus(name, args.corpora / name) if u.label in FOUR_CLASSES]
+        emb = embed_utterances(utts, graph, WindowPlan(), augment_seed=17 if args.aug else None)
+        emb.save(args.out / f"emb_{name}_{'aug' if args.aug else 'clean'}.npz")
+        print(f"{name}: {len(utts)} clips, {len(emb.clip)} windows", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
