@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, required=True)
     p.add_argument("--c", type=float, required=True)
     p.add_argument("--aug", action="store_true")
-    p.add_argument("--hop", type=float, default=0.5)
+    p.add_argument("--hop", type=float, default=1.0, help="window hop (s); 1.0: the cost rule, docs")
     p.add_argument("--version", default="2.0.0")
     p.add_argument(
         "--exclude", action="append", default=[], choices=CORPORA, help="leave a corpus out (a fold engine)"

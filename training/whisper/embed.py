@@ -106,7 +106,7 @@ FOUR_CLASSES = ("neutral", "happy", "sad", "angry")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.whisper.embed CORPORA OUT_DIR [--depth 3] [--aug]``: the four-class clips of
+    """``python -m training.whisper.embed CORPORA OUT_DIR [--depth 5] [--aug]``: the four-class clips of
     RAVDESS, TESS, ASED and nEMO, embedded and cached as ``OUT_DIR/emb_<corpus>_<clean|aug>.npz``."""
     import argparse
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="cache pooled Whisper-encoder embeddings of the corpora")
     p.add_argument("corpora", type=Path)
     p.add_argument("out", type=Path)
-    p.add_argument("--depth", type=int, default=3, help="encoder blocks (every block's states are kept)")
+    p.add_argument("--depth", type=int, default=5, help="encoder blocks (every block's states are kept)")
     p.add_argument("--aug", action="store_true", help="one channel-augmented copy of each clip (seed 17)")
     p.add_argument("--corpus", action="append", help="only these corpora (default: all four)")
     args = p.parse_args(argv)
