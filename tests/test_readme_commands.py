@@ -164,6 +164,8 @@ class Inputs:
                 out.append("ravdess=../shared/corpora/ravdess")
             elif a == "M":
                 out.append("realtime")
+            elif a in ("N", "S"):  # a count or seconds
+                out.append("1")
             else:
                 out.append(a.replace("call.wav", str(self.wav)))
         return out
