@@ -16,7 +16,9 @@ DEFAULT_ENGINES = ["default:ravdess,ased,nemo"]
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     text = "score the published track on joined streams of unseen speakers (mixed, held, mostly neutral)"
     p: argparse.ArgumentParser = sub.add_parser("evaluate-track", help=text, description=text)
-    p.add_argument("--corpora", type=Path, required=True, metavar="DIR", help="folder of ravdess/ tess/ ased/ nemo/")
+    p.add_argument(
+        "--corpora", type=Path, required=True, metavar="DIR", help="folder of ravdess/ tess/ ased/ nemo/"
+    )
     p.add_argument(
         "--engine",
         action="append",
@@ -73,16 +75,24 @@ def _fmt(x: Any, spec: str = ".3f") -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "setting | kind | clips | UA raw / published / summary | lag median / p90 s (raw) | followed | switches/min (raw)"
+    head = (
+        "setting | kind | clips | UA raw / published / summary | lag median / p90 s (raw) | followed | "
+        "switches/min (raw)"
+    )
     lines = [head]
     for r in rows:
         for kind, f in r["kinds"].items():
-            lines.append(
-                f"{r['setting']} | {kind} | {f['n_clips']} | {_fmt(f['ua_raw'])} / {_fmt(f['ua_published'])} / "
-                f"{_fmt(f['ua_summary'])} | {_fmt(f['lag_median_s'], '.2f')} / {_fmt(f['lag_p90_s'], '.2f')} "
-                f"({_fmt(f['raw_lag_median_s'], '.2f')}) | {_fmt(f['followed'], '.2f')} | "
-                f"{_fmt(f['switches_per_min'], '.1f')} ({_fmt(f['raw_switches_per_min'], '.1f')})"
-            )
+            cells = [
+                r["setting"],
+                kind,
+                str(f["n_clips"]),
+                f"{_fmt(f['ua_raw'])} / {_fmt(f['ua_published'])} / {_fmt(f['ua_summary'])}",
+                f"{_fmt(f['lag_median_s'], '.2f')} / {_fmt(f['lag_p90_s'], '.2f')} "
+                f"({_fmt(f['raw_lag_median_s'], '.2f')})",
+                _fmt(f["followed"], ".2f"),
+                f"{_fmt(f['switches_per_min'], '.1f')} ({_fmt(f['raw_switches_per_min'], '.1f')})",
+            ]
+            lines.append(" | ".join(cells))
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ logs under WORK. Every smoothing/adaptation setting is then replayed over those 
 (``streamer.replay.resmooth``, what `emotrack replay` does), so a grid of settings costs seconds, and
 scored by ``training.track_figures``. A corpus is given with the engine that scores it
 (``--engine DIR:CORPUS,...``), so leave-one-corpus-out folds each score the corpus their engine never saw;
-a speaker the engine's provenance lists among its training speakers is refused.
+a speaker the engine's provenance lists among its training speakers is left out (and said so).
 """
 
 from __future__ import annotations

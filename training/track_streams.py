@@ -187,7 +187,7 @@ def render(plan: StreamPlan, path: Path, seed: int = 0) -> list[ClipSpan]:
         label = clip.utt.label
         truth = SCORED.index(label) if label in SCORED else -1
         spans.append(ClipSpan(t, t + speech_onset(x), t + len(x) / SAMPLE_RATE, label, truth, clip.run))
-        n = int(round(gap * SAMPLE_RATE))
+        n = round(gap * SAMPLE_RATE)
         pause = rng.normal(0.0, NOISE_RMS, n) if noisy else np.zeros(n)
         parts += [x, pause.astype(np.float32)]
         t += (len(x) + n) / SAMPLE_RATE

@@ -1,4 +1,4 @@
-"""`emotrack evaluate-track`: thin wrapper over `training.track_cli` (needs the [train] extra when it runs)."""
+"""`emotrack evaluate-track`: a thin wrapper over `training.track_cli` (the [train] extra runs it)."""
 
 from __future__ import annotations
 
