@@ -2,7 +2,8 @@
 
 Three kinds of stream per speaker, always all three (``emotrack evaluate-track``):
 - ``mixed``: the speaker's clips (at most 8 per label) in a shuffled order, so the emotion changes often;
-- ``held``: each of neutral, happy, sad and angry in turn (seeded order), each held for at least 60 s;
+- ``held``: each of neutral, happy, sad and angry in turn held for at least 60 s, one stream each (a speaker
+  who holds one emotion from the start: what a running mean is pulled by);
 - ``neutral``: mostly neutral speech with a rare emotional clip (one in five to seven), as real calls are.
 Clips join with gaps of 0.5-2 s of digital silence or low noise. Where a speaker has too few clips of an
 emotion to fill a run, its clips repeat (reshuffled). Calm counts as neutral speech (RAVDESS) but, like every
@@ -38,7 +39,7 @@ ONSET_DB = 35.0  # speech starts at the first 20 ms frame within this of the cli
 @dataclass(frozen=True)
 class PlannedClip:
     utt: Utterance
-    run: int  # held: the run it belongs to (-1 outside held streams)
+    run: int  # held streams: 0 (the whole stream is one run); -1 elsewhere
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,19 @@ def _pool(utts: Sequence[Utterance], label: str) -> list[Utterance]:
 
 
 def plan_held(
-    utts: Sequence[Utterance], rng: np.random.Generator, seconds: dict[Path, float], run_s: float = HELD_RUN_S
+    utts: Sequence[Utterance],
+    label: str,
+    rng: np.random.Generator,
+    seconds: dict[Path, float],
+    run_s: float = HELD_RUN_S,
 ) -> list[PlannedClip]:
+    """One emotion held for at least ``run_s`` (one run: the whole stream)."""
     out: list[PlannedClip] = []
-    for run, j in enumerate(rng.permutation(len(SCORED))):
-        cycler, held = _Cycler(_pool(utts, SCORED[int(j)]), rng), 0.0
-        while held < run_s:
-            u = cycler.draw()
-            out.append(PlannedClip(u, run))
-            held += seconds[u.path] + sum(GAP_S) / 2
+    cycler, held = _Cycler(_pool(utts, label), rng), 0.0
+    while held < run_s:
+        u = cycler.draw()
+        out.append(PlannedClip(u, 0))
+        held += seconds[u.path] + sum(GAP_S) / 2
     return out
 
 
@@ -159,20 +164,18 @@ def usable(utts: Sequence[Utterance]) -> bool:
 
 
 def plan_speaker(utts: Sequence[Utterance], seed: int) -> list[StreamPlan]:
-    """The three streams of one speaker (every clip of ``utts`` is that speaker's)."""
+    """The streams of one speaker (every clip of ``utts`` is that speaker's): mixed, one held stream per
+    scored emotion, mostly neutral."""
     speaker, corpus = utts[0].speaker, utts[0].corpus
     rng = np.random.default_rng([seed, *speaker.encode()])
     seconds = {u.path: clip_seconds(u) for u in utts}
+    planned: list[tuple[str, Kind, list[PlannedClip]]] = [("mixed", "mixed", plan_mixed(utts, rng))]
+    planned += [(f"held-{label}", "held", plan_held(utts, label, rng, seconds)) for label in SCORED]
+    planned.append(("neutral", "neutral", plan_neutral(utts, rng, seconds)))
     plans = []
-    for kind in KINDS:
-        if kind == "mixed":
-            clips = plan_mixed(utts, rng)
-        elif kind == "held":
-            clips = plan_held(utts, rng, seconds)
-        else:
-            clips = plan_neutral(utts, rng, seconds)
+    for name, kind, clips in planned:
         gaps, noisy = _gaps(len(clips), rng)
-        plans.append(StreamPlan(f"{kind}.{speaker}", kind, speaker, corpus, tuple(clips), gaps, noisy))
+        plans.append(StreamPlan(f"{name}.{speaker}", kind, speaker, corpus, tuple(clips), gaps, noisy))
     return plans
 
 
