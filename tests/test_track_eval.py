@@ -61,22 +61,24 @@ def speaker_clips(root: Path, counts: dict[str, int], seconds: float = 3.0) -> l
     return out
 
 
-def test_plans_make_the_three_kinds(tmp_path: Path) -> None:
+def test_plans_make_mixed_held_and_mostly_neutral_streams(tmp_path: Path) -> None:
     utts = speaker_clips(tmp_path, {"neutral": 2, "calm": 2, "happy": 12, "sad": 3, "angry": 3, "fear": 2})
-    plans = {p.kind: p for p in plan_speaker(utts, seed=0)}
-    assert [p.kind for p in plan_speaker(utts, seed=0)] == ["mixed", "held", "neutral"]
+    all_plans = plan_speaker(utts, seed=0)
+    assert [p.stream for p in all_plans] == [
+        "mixed.ravdess_20",
+        *(f"held-{k}.ravdess_20" for k in SCORED),
+        "neutral.ravdess_20",
+    ]
+    plans = {p.kind: p for p in all_plans}
     mixed = [c.utt.label for c in plans["mixed"].clips]
     assert mixed.count("happy") == 8 and mixed.count("fear") == 2 and len(mixed) == 20  # at most 8 per label
     assert mixed != sorted(mixed, key=str)  # shuffled
-    held = plans["held"].clips
-    runs = [[c.utt.label for c in held if c.run == r] for r in range(4)]
-    firsts = []
-    for run in runs:
-        kinds = {"neutral" if k == "calm" else k for k in run}
-        assert len(kinds) == 1  # one emotion per run
-        firsts.append(kinds.pop())
-        assert len(run) * 3.0 + len(run) * sum(GAP_S) / 2 >= HELD_RUN_S  # clips repeat to fill 60 s
-    assert sorted(firsts) == sorted(SCORED)
+    for label, held in zip(SCORED, all_plans[1:5], strict=True):
+        kinds = {"neutral" if c.utt.label == "calm" else c.utt.label for c in held.clips}
+        assert held.kind == "held" and kinds == {label}  # one emotion from the start
+        assert {c.run for c in held.clips} == {0}
+        n = len(held.clips)
+        assert n * 3.0 + n * sum(GAP_S) / 2 >= HELD_RUN_S  # clips repeat to fill 60 s
     neutral = [c.utt.label for c in plans["neutral"].clips]
     assert sum(k in ("neutral", "calm") for k in neutral) / len(neutral) >= 0.8
     assert {k for k in neutral if k not in ("neutral", "calm")} == {"happy", "sad", "angry"}
@@ -219,10 +221,14 @@ def test_evaluate_track_runs_the_daemon_and_replays(tmp_path: Path, tiny_engine_
     row = doc["rows"][0]
     assert set(row["kinds"]) == {"mixed", "held", "neutral"} and doc["dropped_windows"] == 0
     assert row["smoothing"]["tau_s"] == 0.5 and row["centring"]["gate"] == 0.8
-    assert row["kinds"]["mixed"]["n_clips"] == 8 and row["kinds"]["held"]["n_changes"] >= 1
+    assert (
+        row["kinds"]["mixed"]["n_clips"] == 8
+        and row["kinds"]["held"]["n_changes"] == 0
+        and row["kinds"]["held"]["switches_per_min"] is not None
+    )
     assert "held" in done.stdout and "mixed" in done.stdout
     logs = list((tmp_path / "w" / "logs").rglob("*.jsonl"))
-    assert len(logs) == 3  # one daemon log per stream, replayed for every setting
+    assert len(logs) == 6  # one daemon log per stream, replayed for every setting
     again = subprocess.run(
         [*cmd[:-4], "--set", "smoothing.tau_s=0"], env=cli_env(), capture_output=True, text=True, timeout=600
     )
@@ -231,3 +237,36 @@ def test_evaluate_track_runs_the_daemon_and_replays(tmp_path: Path, tiny_engine_
         [*cmd[:-4], "--set", "smoothing.nope=1"], env=cli_env(), capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 1 and bad.stderr.startswith("emotrack: error:") and "Traceback" not in bad.stderr
+
+
+def rule_row(name: str, mixed: float, held: float, lag: float, switches: float, centring: bool) -> dict:
+    def kind(pub: float, lag_s: float | None, sw: float | None) -> dict:
+        return {"ua_raw": 0.40, "ua_published": pub, "n_changes": 0 if lag_s is None else 10,
+                "lag_median_s": lag_s, "lag_p90_s": None if lag_s is None else lag_s * 2,
+                "switches_per_min": sw}  # fmt: skip
+
+    return {
+        "setting": name,
+        "smoothing": {"tau_s": 0.0},
+        "centring": {"enabled": centring},
+        "kinds": {
+            "mixed": kind(mixed, lag, None),
+            "held": kind(held, None, switches),
+            "neutral": kind(0.40, lag, None),
+        },
+    }
+
+
+def test_the_rule_picks_the_best_candidate_never_worse_than_raw() -> None:
+    from training.track_tune import candidates, misses, pick
+
+    assert len(candidates()) == 240
+    worse = rule_row("worse", 0.60, 0.38, 1.0, 2.0, True)  # best on mixed, but 2 points below raw on held
+    slow = rule_row("slow", 0.45, 0.40, 3.0, 2.0, False)  # misses both lag targets on mixed and neutral
+    flicker = rule_row("flicker", 0.43, 0.40, 1.0, 9.0, False)  # misses the switch target only
+    assert misses(worse) == ["held: published UA more than 0.01 below raw"]
+    assert len(misses(slow)) == 4 and len(misses(flicker)) == 1
+    assert pick([worse, slow, flicker]).startswith("pick flicker; targets missed: held: more than 4.0")
+    good = rule_row("good", 0.41, 0.40, 1.0, 3.0, True)
+    assert pick([worse, slow, flicker, good]) == "pick good; targets missed: mixed: gain +0.010 below 0.02"
+    assert pick([worse]).startswith("no candidate")

@@ -84,3 +84,52 @@ def pick(rows: list[dict[str, Any]]) -> str:
     gain = _num(k["ua_published"]) - _num(k["ua_raw"])
     missed = misses(best) + ([] if gain >= MIXED_GAIN else [f"mixed: gain {gain:+.3f} below {MIXED_GAIN}"])
     return f"pick {best['setting']}; targets missed: {'; '.join(missed) if missed else 'none'}"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One table line per candidate (the docs keep every one)."""
+
+    def f(x: Any, spec: str = ".3f") -> str:
+        v = _num(x)
+        return "–" if math.isnan(v) else ("∞" if math.isinf(v) else format(v, spec))
+
+    out = [
+        "| candidate | mixed UA raw → published (summary) | held | mostly neutral | lag median / p90 s, "
+        "mixed; neutral | held switches/min (raw) | targets missed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        k = r["kinds"]
+
+        def ua(kind: str) -> str:
+            g = k[kind]
+            return f"{f(g['ua_raw'])} → {f(g['ua_published'])} ({f(g['ua_summary'])})"
+
+        lags = "; ".join(
+            f"{f(k[x]['lag_median_s'], '.2f')} / {f(k[x]['lag_p90_s'], '.2f')}" for x in ("mixed", "neutral")
+        )
+        held = k["held"]
+        sw = f"{f(held['switches_per_min'], '.1f')} ({f(held['raw_switches_per_min'], '.1f')})"
+        gain = _num(k["mixed"]["ua_published"]) - _num(k["mixed"]["ua_raw"])
+        n = len(misses(r)) + (gain < MIXED_GAIN)
+        out.append(
+            f"| {r['setting']} | {ua('mixed')} | {ua('held')} | {ua('neutral')} | {lags} | {sw} | {n} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    """`python -m training.track_tune FIGURES.json`: the candidates of an `evaluate-track --grid --out` run
+    as a markdown table, and the rule's pick."""
+    import json
+    import sys
+    from pathlib import Path
+
+    doc = json.loads(Path(sys.argv[1]).read_text())
+    print(markdown(doc["rows"]))
+    print()
+    print(pick(doc["rows"]))
+
+
+if __name__ == "__main__":
+    main()
