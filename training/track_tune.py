@@ -101,7 +101,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         k = r["kinds"]
 
-        def ua(kind: str) -> str:
+        def ua(kind: str, k: dict[str, Any] = k) -> str:
             g = k[kind]
             return f"{f(g['ua_raw'])} → {f(g['ua_published'])} ({f(g['ua_summary'])})"
 
