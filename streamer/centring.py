@@ -5,9 +5,10 @@ sad, a bright one as happy). A stream hears the same speaker for a long time, so
 estimated from the stream itself: its running mean log-probability. Each window is centred on what
 came before it (never on itself or on later audio), ramped in over a warm-up, and the reference starts
 again after a long silence, when another speaker may follow. A plain mean assumes the stream's emotions
-are roughly balanced; the 30 s warm-up is what keeps a mostly calm stream from being pushed into emotions
-(validated on both kinds of stream, docs/default-engine.md). ``gate`` below 1 learns only from windows the
-engine is unsure of (a confidence-gated update, docs/track.md). ``enabled = false`` turns it off.
+are roughly balanced; half strength and the 30 s warm-up keep a stream that holds one emotion, or is mostly
+calm, from being pushed away from it (validated on mixed, held and mostly-neutral streams, docs/track.md).
+``gate`` below 1 learns only from windows the engine is unsure of (a confidence-gated update, docs/track.md).
+``enabled = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ _FLOOR = 1e-6  # probabilities are clipped here before the log, so a hard zero s
 
 @dataclass(frozen=True, slots=True)
 class CentringConfig:
-    """The ``[centring]`` section. The defaults are the setting picked on cross-validation, through the
-    daemon's own windows, by the rule in docs/default-engine.md (strength 1, 30 s warm-up, plain mean)."""
+    """The ``[centring]`` section. The defaults are the pick of the rule in docs/track.md, on streams of
+    speakers the engine never heard (strength 0.5, 30 s warm-up, plain mean; strength 1 lost on held
+    streams)."""
 
     enabled: bool = True  # centre each stream's class scores on its running mean
-    strength: float = 1.0  # fraction of the stream's offset removed, 0..1
+    strength: float = 0.5  # fraction of the stream's offset removed, 0..1
     warmup_s: float = 30.0  # speech seconds over which the strength ramps in
     horizon_s: float = 600.0  # speech seconds the running mean spans (exponential beyond)
     reset_after_s: float = 120.0  # a silence this long starts a new reference (another speaker)
