@@ -236,7 +236,7 @@ def test_evaluate_track_runs_the_daemon_and_replays(tmp_path: Path, tiny_engine_
     bad = subprocess.run(
         [*cmd[:-4], "--set", "smoothing.nope=1"], env=cli_env(), capture_output=True, text=True, timeout=60
     )
-    assert bad.returncode == 1 and bad.stderr.startswith("emotrack: error:") and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.startswith("emotrack: error:") and "Traceback" not in bad.stderr
 
 
 def rule_row(name: str, mixed: float, held: float, lag: float, switches: float, centring: bool) -> dict:

@@ -102,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
     from training.data.dataset import AudioLoadError
     from training.track_eval import TrackEvalError, build, dropped, load, parse_engine_pairs, score
 
-    try:
+    try:  # bad flags: exit 2
         setting = configured(args.config, args.set)
         jobs = parse_engine_pairs(args.engine or DEFAULT_ENGINES)
+    except (ConfigError, ValueError, TrackEvalError) as e:
+        return _fail(str(e), 2)
+    try:
         index = build(args.corpora, jobs, args.part, args.work, args.seed,
                       log=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
         streams = load(index)
