@@ -270,3 +270,12 @@ def test_the_rule_picks_the_best_candidate_never_worse_than_raw() -> None:
     good = rule_row("good", 0.41, 0.40, 1.0, 3.0, True)
     assert pick([worse, slow, flicker, good]) == "pick good; targets missed: mixed: gain +0.010 below 0.02"
     assert pick([worse]).startswith("no candidate")
+
+
+def test_the_candidates_are_pinned_not_the_defaults() -> None:
+    """The grid must mean the same settings after the defaults it chose changed."""
+    from streamer.centring import CentringConfig
+    from training.track_tune import ADAPTATIONS
+
+    assert ADAPTATIONS["mean"] == CentringConfig(enabled=True, strength=1.0, warmup_s=30.0, gate=1.0)
+    assert ADAPTATIONS["mean0.5"].strength == 0.5 and ADAPTATIONS["gate0.8"].strength == 1.0

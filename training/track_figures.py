@@ -16,6 +16,7 @@ each held run from 4 s after its first speech onset (the time a switch may take,
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -42,8 +43,12 @@ def steps(windows: Sequence[WindowRecord], which: str) -> Step:
 def held_longest(step: Step, start: float, end: float) -> int:
     """The label held for the most time in [start, end) (-1 if none was shown at all)."""
     time = np.zeros(len(SCORED))
-    for j, (t, label) in enumerate(step):
-        t_next = step[j + 1][0] if j + 1 < len(step) else math.inf
+    j = max(bisect.bisect_right(step, (start, math.inf)) - 1, 0)  # the step shown at ``start``
+    for k in range(j, len(step)):
+        t, label = step[k]
+        if t >= end:
+            break
+        t_next = step[k + 1][0] if k + 1 < len(step) else math.inf
         overlap = min(end, t_next) - max(start, t)
         if overlap > 0 and label >= 0:
             time[label] += overlap

@@ -4,6 +4,7 @@ figures): every smoothing setting of the grid with every adaptation, scored by `
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from typing import Any
@@ -15,12 +16,13 @@ from training.track_eval import Setting
 TAUS = (0.0, 0.5, 1.0, 1.5)
 MARGINS = (0.0, 0.1, 0.2, 0.3)
 MIN_SWITCH = (0.0, 0.5, 1.0)
-ADAPTATIONS: dict[str, CentringConfig] = {
+_ON = CentringConfig(enabled=True, strength=1.0, warmup_s=30.0, estimator="mean", gate=1.0)
+ADAPTATIONS: dict[str, CentringConfig] = {  # pinned: they must not move with the defaults they chose
     "off": CentringConfig(enabled=False),
-    "mean": CentringConfig(),
-    "mean0.5": CentringConfig(strength=0.5),
-    "gate0.6": CentringConfig(gate=0.6),
-    "gate0.8": CentringConfig(gate=0.8),
+    "mean": _ON,
+    "mean0.5": dataclasses.replace(_ON, strength=0.5),
+    "gate0.6": dataclasses.replace(_ON, gate=0.6),
+    "gate0.8": dataclasses.replace(_ON, gate=0.8),
 }
 LAG_MEDIAN_S, LAG_P90_S, SWITCHES_PER_MIN = 2.0, 4.0, 4.0
 MIXED_GAIN, HELD_LOSS = 0.02, 0.01
@@ -30,7 +32,7 @@ def candidates() -> list[Setting]:
     out = []
     for name, centring in ADAPTATIONS.items():
         for tau, margin, ms in itertools.product(TAUS, MARGINS, MIN_SWITCH):
-            smoothing = SmoothingConfig(tau_s=tau, margin=margin, min_switch_s=ms)
+            smoothing = SmoothingConfig(tau_s=tau, margin=margin, min_switch_s=ms, alpha=None, silence="hold")
             out.append(Setting(f"tau {tau} margin {margin} min-switch {ms} / {name}", smoothing, centring))
     return out
 
