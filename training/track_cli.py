@@ -41,6 +41,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--grid", action="store_true", help="every candidate of docs/track.md and the rule's pick")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="figures as JSON")
+    p.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="--grid: settings scored at once (default 1)"
+    )
     return p
 
 
@@ -96,6 +99,33 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_WORKER: dict[str, Any] = {}  # a forked worker's copy of the streams (set by its initializer)
+
+
+def _init_worker(streams: Any) -> None:
+    _WORKER["streams"] = streams
+
+
+def _score_one(setting: Any) -> dict[str, Any]:
+    from training.track_eval import score
+
+    return score(_WORKER["streams"], setting)
+
+
+def score_all(streams: Any, settings: list[Any], jobs: int) -> list[dict[str, Any]]:
+    """Every setting's figures, in order; ``jobs`` > 1 scores them in forked processes (the streams are
+    inherited, not pickled)."""
+    from training.track_eval import score
+
+    if jobs <= 1:
+        return [score(streams, s) for s in settings]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(streams,)) as pool:
+        return pool.map(_score_one, settings, chunksize=4)
+
+
 def run(args: argparse.Namespace) -> int:
     from streamer.configload import ConfigError
     from training.data.corpora import CorpusError
@@ -114,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.grid:
             from training.track_tune import candidates, pick
 
-            rows = [score(streams, s) for s in candidates()]
+            rows = score_all(streams, candidates(), args.jobs)
             chosen = pick(rows)
         else:
             rows, chosen = [score(streams, setting)], None
