@@ -233,6 +233,14 @@ def test_evaluate_track_runs_the_daemon_and_replays(tmp_path: Path, tiny_engine_
         [*cmd[:-4], "--set", "smoothing.tau_s=0"], env=cli_env(), capture_output=True, text=True, timeout=600
     )
     assert again.returncode == 0 and "daemon:" not in again.stderr  # the recording is reused
+    from training.track_cli import score_all
+    from training.track_eval import load
+    from training.track_tune import candidates
+
+    (index,) = (tmp_path / "w").glob("index_dev_*.json")
+    streams = load(json.loads(index.read_text()))
+    some = candidates()[::60]
+    assert score_all(streams, some, 2) == score_all(streams, some, 1)  # forked workers: the same figures
     bad = subprocess.run(
         [*cmd[:-4], "--set", "smoothing.nope=1"], env=cli_env(), capture_output=True, text=True, timeout=60
     )
