@@ -5,8 +5,10 @@ sad, a bright one as happy). A stream hears the same speaker for a long time, so
 estimated from the stream itself: its running mean log-probability. Each window is centred on what
 came before it (never on itself or on later audio), ramped in over a warm-up, and the reference starts
 again after a long silence, when another speaker may follow. A plain mean assumes the stream's emotions
-are roughly balanced; the 30 s warm-up is what keeps a mostly calm stream from being pushed into emotions
-(validated on both kinds of stream, docs/default-engine.md). ``enabled = false`` turns it off.
+are roughly balanced; half strength and the 30 s warm-up keep a stream that holds one emotion, or is mostly
+calm, from being pushed away from it (validated on mixed, held and mostly-neutral streams, docs/track.md).
+``gate`` below 1 learns only from windows the engine is unsure of (a confidence-gated update, docs/track.md).
+``enabled = false`` turns it off.
 """
 
 from __future__ import annotations
@@ -26,15 +28,17 @@ _FLOOR = 1e-6  # probabilities are clipped here before the log, so a hard zero s
 
 @dataclass(frozen=True, slots=True)
 class CentringConfig:
-    """The ``[centring]`` section. The defaults are the setting picked on cross-validation, through the
-    daemon's own windows, by the rule in docs/default-engine.md (strength 1, 30 s warm-up, plain mean)."""
+    """The ``[centring]`` section. The defaults are the pick of the rule in docs/track.md, on streams of
+    speakers the engine never heard (strength 0.5, 30 s warm-up, plain mean; strength 1 lost on held
+    streams)."""
 
     enabled: bool = True  # centre each stream's class scores on its running mean
-    strength: float = 1.0  # fraction of the stream's offset removed, 0..1
+    strength: float = 0.5  # fraction of the stream's offset removed, 0..1
     warmup_s: float = 30.0  # speech seconds over which the strength ramps in
     horizon_s: float = 600.0  # speech seconds the running mean spans (exponential beyond)
     reset_after_s: float = 120.0  # a silence this long starts a new reference (another speaker)
     estimator: Estimator = "mean"  # balanced: the mean of per-class means
+    gate: float = 1.0  # only windows whose top probability is below this teach the reference (1: all)
 
     def __post_init__(self) -> None:
         numbers = (self.strength, self.warmup_s, self.horizon_s, self.reset_after_s)
@@ -48,6 +52,8 @@ class CentringConfig:
             raise ValueError(f"centring.horizon_s must be >= 1 (got {self.horizon_s!r})")
         if self.reset_after_s < 0.0:
             raise ValueError(f"centring.reset_after_s must be >= 0 (got {self.reset_after_s!r})")
+        if not 0.0 < self.gate <= 1.0:
+            raise ValueError(f"centring.gate must be in (0, 1] (got {self.gate!r})")
         if self.estimator not in ("mean", "balanced"):
             raise ValueError(f"centring.estimator must be 'mean' or 'balanced' (got {self.estimator!r})")
 
@@ -95,7 +101,7 @@ class StreamCentring:
         if x.shape != (self.n_classes,) or not np.all(np.isfinite(x)):
             raise ValueError(f"centring expects {self.n_classes} finite log-probabilities (got {x!r})")
         centred = x - self.offset()
-        if seconds > 0.0:
+        if seconds > 0.0 and self._teaches(x):
             self._all.add(x, seconds)
             self._per_class[int(np.argmax(centred))].add(x, seconds)
         return centred
@@ -107,6 +113,14 @@ class StreamCentring:
         e = np.exp(centred - centred.max())
         out: FloatArray = e / e.sum()
         return out
+
+    def _teaches(self, x: FloatArray) -> bool:
+        """A confident window is likely a real emotion, not the voice: with a gate below 1 it is not learned
+        from, so a speaker who holds one emotion does not become the reference."""
+        if self.cfg.gate >= 1.0:
+            return True
+        p = np.exp(x - np.logaddexp.reduce(x))
+        return bool(p.max() < self.cfg.gate)
 
     def silence(self, seconds: float) -> None:
         """A pause of ``seconds`` with no speech; a long one forgets the speaker."""

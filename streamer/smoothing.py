@@ -26,13 +26,15 @@ _MAX_SILENCE_STEPS = 256  # hysteresis steps per silence call (beyond that the d
 
 @dataclass(frozen=True, slots=True)
 class SmoothingConfig:
-    """``alpha`` (fixed weight per window) wins over ``tau_s`` (time constant in audio seconds)."""
+    """``alpha`` (fixed weight per window) wins over ``tau_s`` (time constant in audio seconds). The
+    defaults (no EMA, no hysteresis: the published label follows each window's centred scores) are the
+    pick of the rule in docs/track.md: every smoothing tried made the track later and less accurate."""
 
-    tau_s: float = 1.5
+    tau_s: float = 0.0
     alpha: float | None = None
     hop_s: float = 0.5  # the window hop: the most audio time one window may advance the EMA by
-    margin: float = 0.1
-    min_switch_s: float = 1.0
+    margin: float = 0.0
+    min_switch_s: float = 0.0
     silence: SilencePolicy = "hold"
     silence_tau_s: float = 3.0
     neutral_label: str = "neutral"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,8 @@ def log_softmax(x: list[float]) -> np.ndarray:
         ("strength", math.nan),
         ("warmup_s", math.inf),
         ("estimator", "median"),
+        ("gate", 0.0),
+        ("gate", 1.2),
     ],
 )
 def test_bad_settings_name_the_key(key: str, value: object) -> None:
@@ -40,9 +43,15 @@ def test_bad_settings_name_the_key(key: str, value: object) -> None:
         CentringConfig(**{key: value})  # type: ignore[arg-type]
 
 
-def test_defaults_are_the_setting_picked_on_cross_validation() -> None:
-    cfg = CentringConfig()
-    assert (cfg.enabled, cfg.strength, cfg.warmup_s, cfg.estimator) == (True, 1.0, 30.0, "mean")
+def test_defaults_are_the_setting_picked_on_unseen_speakers_streams() -> None:
+    cfg = CentringConfig()  # docs/track.md: the rule's pick on the dev streams
+    assert (cfg.enabled, cfg.strength, cfg.warmup_s, cfg.estimator, cfg.gate) == (
+        True,
+        0.5,
+        30.0,
+        "mean",
+        1.0,
+    )
 
 
 def test_each_window_is_centred_on_the_earlier_ones_only() -> None:
@@ -111,7 +120,7 @@ def test_probabilities_in_and_out_and_bad_input() -> None:
 def test_a_speakers_offset_is_removed() -> None:
     """A voice the engine reads as sad: true emotions cycle, every score carries the same sad bias."""
     rng = np.random.default_rng(0)
-    c = StreamCentring(4, CentringConfig())
+    c = StreamCentring(4, CentringConfig(strength=1.0))
     bias = np.array([0.0, 0.0, 2.0, 0.0])
     raw_hits = centred_hits = 0
     for step in range(400):
@@ -181,3 +190,31 @@ def test_tracker_with_centring_reports_a_label_mismatch_clearly() -> None:
     tr = StreamTracker("s1", EngineRef("e", "1"), LABELS, False, SmoothingConfig(), centring=FULL)
     with pytest.raises(ValueError, match="smoother expects"):
         tr.on_window(_window(0, 0, 0.0, 2.0), Scores({"calm": 1.0}, None))
+
+
+def test_gated_update_learns_only_from_unsure_windows() -> None:
+    """gate 0.6: a window whose top probability is 0.9 teaches nothing; one at 0.5 is the reference."""
+    c = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0, gate=0.6))
+    sure = np.log([0.9, 0.05, 0.03, 0.02])
+    unsure = np.log([0.5, 0.3, 0.1, 0.1])
+    np.testing.assert_allclose(c.adapt(sure, 1.0), sure)  # nothing learned yet
+    assert c.speech_seconds == 0.0
+    np.testing.assert_allclose(c.adapt(sure, 1.0), sure)  # still nothing: the confident window was skipped
+    c.adapt(unsure, 2.0)
+    assert c.speech_seconds == 2.0
+    np.testing.assert_allclose(c.offset(), unsure)
+    np.testing.assert_allclose(c.adapt(sure, 1.0), sure - unsure)
+    np.testing.assert_allclose(c.offset(), unsure)  # the confident window again taught nothing
+    ungated = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0))
+    ungated.adapt(sure, 1.0)
+    np.testing.assert_allclose(ungated.offset(), sure)  # gate 1 (the default): every window teaches
+
+
+def test_gate_loads_from_file_env_and_set(tmp_path: Path) -> None:
+    from streamer.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[centring]\ngate = 0.7\n")
+    assert load_config(path, environ={}).centring.gate == 0.7
+    assert load_config(environ={"EMOTRACK_CENTRING__GATE": "0.8"}).centring.gate == 0.8
+    assert load_config(environ={}, overrides=[("centring.gate", "0.5")]).centring.gate == 0.5

@@ -51,7 +51,8 @@ def speech_log(tiny_engine_dir: Path, speech_wav: Path, tmp_path_factory: pytest
 
 async def scripted_log(directory: Path, stream: str = "bob") -> Path:
     """A log whose raw scores go happy -> sad inside utterance 0, then angry in utterance 1."""
-    tracker = StreamTracker(stream, EngineRef("scripted", "1.0"), LABELS, True, SmoothingConfig())
+    smoothed = SmoothingConfig(tau_s=1.5, margin=0.1, min_switch_s=1.0)  # a track that lags the raw scores
+    tracker = StreamTracker(stream, EngineRef("scripted", "1.0"), LABELS, True, smoothed)
     recs: list[Record] = []
     plan = [(0, "happy")] * 8 + [(0, "sad")] * 8 + [(1, "angry")] * 8
     for i, (utt, lab) in enumerate(plan):
@@ -282,7 +283,10 @@ async def test_resmooth_with_and_without_centring(tmp_path: Path) -> None:
         (conv,) = read_conversations([Path(json.loads(r.stdout)["log"])])
         return conv
 
-    plain, centred = resmoothed("--no-centring"), resmoothed("--centring-warmup", "0")
+    plain, centred = (
+        resmoothed("--no-centring"),
+        resmoothed("--centring-warmup", "0", "--centring-strength", "1"),
+    )
     assert [w.raw for w in plain.windows] == [w.raw for w in centred.windows] == [w.raw for w in old.windows]
     assert [w.smoothed.label for w in plain.windows] == [w.raw.label for w in old.windows]
     second = centred.windows[1].smoothed.scores  # the same scores as the first window: centred away

@@ -196,3 +196,13 @@ def test_mismatched_labels_and_bad_config_are_refused() -> None:
         SmoothingConfig(silence="forget")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"smoothing\.alpha"):
         SmoothingConfig(alpha=1.5)
+
+
+def test_defaults_follow_each_window() -> None:
+    """docs/track.md: no EMA and no hysteresis by default, so the published label is each window's own."""
+    cfg = SmoothingConfig()
+    assert (cfg.tau_s, cfg.alpha, cfg.margin, cfg.min_switch_s) == (0.0, None, 0.0, 0.0)
+    sm = Smoother(LABELS, False, cfg)
+    for t, label in enumerate(["sad", "happy", "sad", "angry"]):
+        probs = {k: (0.4 if k == label else 0.2) for k in LABELS}
+        assert sm.update(Scores(probabilities=probs, vad=None), 0.5 * (t + 1)).label == label
