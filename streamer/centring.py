@@ -28,17 +28,18 @@ _FLOOR = 1e-6  # probabilities are clipped here before the log, so a hard zero s
 
 @dataclass(frozen=True, slots=True)
 class CentringConfig:
-    """The ``[centring]`` section. The defaults are the pick of the rule in docs/track.md, on streams of
-    speakers the engine never heard (strength 0.5, 30 s warm-up, plain mean; strength 1 lost on held
-    streams)."""
+    """The ``[centring]`` section. The defaults are the pick of the rule in docs/track.md for the default
+    engine 2.0, on streams of speakers it never heard: strength 1, 30 s warm-up, plain mean, and a
+    confidence gate (only windows the engine is unsure of, top probability below 0.6, teach the reference,
+    so a speaker who holds one emotion keeps it)."""
 
     enabled: bool = True  # centre each stream's class scores on its running mean
-    strength: float = 0.5  # fraction of the stream's offset removed, 0..1
+    strength: float = 1.0  # fraction of the stream's offset removed, 0..1
     warmup_s: float = 30.0  # speech seconds over which the strength ramps in
     horizon_s: float = 600.0  # speech seconds the running mean spans (exponential beyond)
     reset_after_s: float = 120.0  # a silence this long starts a new reference (another speaker)
     estimator: Estimator = "mean"  # balanced: the mean of per-class means
-    gate: float = 1.0  # only windows whose top probability is below this teach the reference (1: all)
+    gate: float = 0.6  # only windows whose top probability is below this teach the reference (1: all)
 
     def __post_init__(self) -> None:
         numbers = (self.strength, self.warmup_s, self.horizon_s, self.reset_after_s)

@@ -27,13 +27,13 @@ _MAX_SILENCE_STEPS = 256  # hysteresis steps per silence call (beyond that the d
 @dataclass(frozen=True, slots=True)
 class SmoothingConfig:
     """``alpha`` (fixed weight per window) wins over ``tau_s`` (time constant in audio seconds). The
-    defaults (no EMA, no hysteresis: the published label follows each window's centred scores) are the
-    pick of the rule in docs/track.md: every smoothing tried made the track later and less accurate."""
+    defaults (no EMA; a new label must lead by 0.2 to take over) are the pick of the rule in docs/track.md
+    for the default engine 2.0: every EMA tried made the track later and less accurate."""
 
     tau_s: float = 0.0
     alpha: float | None = None
     hop_s: float = 0.5  # the window hop: the most audio time one window may advance the EMA by
-    margin: float = 0.0
+    margin: float = 0.2
     min_switch_s: float = 0.0
     silence: SilencePolicy = "hold"
     silence_tau_s: float = 3.0

@@ -15,7 +15,7 @@ from streamer.smoothing import SmoothingConfig
 from streamer.tracker import StreamTracker
 
 LABELS = ("neutral", "happy", "sad", "angry")
-FULL = CentringConfig(strength=1.0, warmup_s=0.0)
+FULL = CentringConfig(strength=1.0, warmup_s=0.0, gate=1.0)
 
 
 def log_softmax(x: list[float]) -> np.ndarray:
@@ -47,10 +47,10 @@ def test_defaults_are_the_setting_picked_on_unseen_speakers_streams() -> None:
     cfg = CentringConfig()  # docs/track.md: the rule's pick on the dev streams
     assert (cfg.enabled, cfg.strength, cfg.warmup_s, cfg.estimator, cfg.gate) == (
         True,
-        0.5,
+        1.0,
         30.0,
         "mean",
-        1.0,
+        0.6,
     )
 
 
@@ -65,7 +65,7 @@ def test_each_window_is_centred_on_the_earlier_ones_only() -> None:
 
 
 def test_strength_and_warm_up_scale_the_offset() -> None:
-    c = StreamCentring(4, CentringConfig(strength=0.5, warmup_s=10.0))
+    c = StreamCentring(4, CentringConfig(strength=0.5, warmup_s=10.0, gate=1.0))
     x = log_softmax([0, 0, 3, 0])
     c.adapt(x, 4.0)
     np.testing.assert_allclose(c.offset(), 0.5 * 0.4 * x)  # 4 of 10 warm-up seconds
@@ -74,7 +74,7 @@ def test_strength_and_warm_up_scale_the_offset() -> None:
 
 
 def test_beyond_the_horizon_the_mean_is_exponential() -> None:
-    c = StreamCentring(2, CentringConfig(strength=1.0, warmup_s=0.0, horizon_s=10.0))
+    c = StreamCentring(2, CentringConfig(strength=1.0, warmup_s=0.0, horizon_s=10.0, gate=1.0))
     a, b = np.array([-0.1, -2.0]), np.array([-2.0, -0.1])
     c.adapt(a, 30.0)  # 30 s, counted as the horizon's 10
     c.adapt(b, 10.0)
@@ -83,7 +83,7 @@ def test_beyond_the_horizon_the_mean_is_exponential() -> None:
 
 
 def test_a_long_silence_forgets_the_speaker() -> None:
-    c = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0, reset_after_s=60.0))
+    c = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0, reset_after_s=60.0, gate=1.0))
     x = log_softmax([0, 0, 3, 0])
     c.adapt(x, 5.0)
     c.silence(59.0)
@@ -94,7 +94,7 @@ def test_a_long_silence_forgets_the_speaker() -> None:
 
 
 def test_balanced_estimator_averages_per_class_means() -> None:
-    c = StreamCentring(2, CentringConfig(strength=1.0, warmup_s=0.0, estimator="balanced"))
+    c = StreamCentring(2, CentringConfig(strength=1.0, warmup_s=0.0, estimator="balanced", gate=1.0))
     a, b = np.array([-0.1, -2.4]), np.array([-2.4, -0.1])
     c.adapt(a, 1.0)  # class 0
     c.adapt(a, 1.0)  # centred on a: a tie at 0, argmax class 0
@@ -120,7 +120,7 @@ def test_probabilities_in_and_out_and_bad_input() -> None:
 def test_a_speakers_offset_is_removed() -> None:
     """A voice the engine reads as sad: true emotions cycle, every score carries the same sad bias."""
     rng = np.random.default_rng(0)
-    c = StreamCentring(4, CentringConfig(strength=1.0))
+    c = StreamCentring(4, CentringConfig(strength=1.0, gate=1.0))
     bias = np.array([0.0, 0.0, 2.0, 0.0])
     raw_hits = centred_hits = 0
     for step in range(400):
@@ -168,7 +168,7 @@ def test_tracker_centres_smoothed_and_summaries_but_keeps_raw() -> None:
 
 
 def test_tracker_resets_after_a_long_pause_and_can_be_off() -> None:
-    cfg = CentringConfig(strength=1.0, warmup_s=0.0, reset_after_s=30.0)
+    cfg = CentringConfig(strength=1.0, warmup_s=0.0, reset_after_s=30.0, gate=1.0)
     tr = StreamTracker("s1", EngineRef("e", "1"), LABELS, False, SmoothingConfig(alpha=1.0), centring=cfg)
     tr.on_window(_window(0, 0, 0.0, 2.0), _scores([0.1, 0.1, 0.7, 0.1]))
     tr.on_window(_window(1, 0, 20.0, 22.0), _scores([0.1, 0.1, 0.7, 0.1]))  # 18 s pause: same speaker
@@ -205,7 +205,7 @@ def test_gated_update_learns_only_from_unsure_windows() -> None:
     np.testing.assert_allclose(c.offset(), unsure)
     np.testing.assert_allclose(c.adapt(sure, 1.0), sure - unsure)
     np.testing.assert_allclose(c.offset(), unsure)  # the confident window again taught nothing
-    ungated = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0))
+    ungated = StreamCentring(4, CentringConfig(strength=1.0, warmup_s=0.0, gate=1.0))
     ungated.adapt(sure, 1.0)
     np.testing.assert_allclose(ungated.offset(), sure)  # gate 1 (the default): every window teaches
 

@@ -116,7 +116,7 @@ def test_env_errors_name_the_variable() -> None:
 
 def test_centring_from_file_env_and_set(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "[centring]\nenabled = false\n"), environ={})
-    assert cfg.centring.enabled is False and cfg.centring.strength == 0.5
+    assert cfg.centring.enabled is False and cfg.centring.strength == 1.0
     cfg = load_config(environ={"EMOTRACK_CENTRING__STRENGTH": "0.5"}, overrides=[("centring.warmup_s", "10")])
     assert (cfg.centring.strength, cfg.centring.warmup_s) == (0.5, 10.0)
     with pytest.raises(ConfigError, match=r"centring.warmup_s"):
@@ -135,12 +135,12 @@ def test_defaults_toml_round_trips() -> None:
     assert table["inference"]["max_batch"] == 8
     assert table["centring"] == {
         "enabled": True,
-        "strength": 0.5,
+        "strength": 1.0,
         "warmup_s": 30.0,
         "horizon_s": 600.0,
         "reset_after_s": 120.0,
         "estimator": "mean",
-        "gate": 1.0,
+        "gate": 0.6,
     }
     assert "# url =" in text  # None defaults are listed, commented out
     from streamer.config import apply_table

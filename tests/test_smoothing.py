@@ -25,7 +25,7 @@ def sc(p: dict[str, float] | None = None, vad: tuple[float, float, float] | None
 
 
 def test_ema_follows_the_time_constant() -> None:
-    cfg = SmoothingConfig(tau_s=1.5, hop_s=0.5)
+    cfg = SmoothingConfig(tau_s=1.5, hop_s=0.5, margin=0.0)
     sm = Smoother(LABELS, True, cfg)
     first = sm.update(sc(probs(neutral=1.0), (0.0, 0.0, 0.0)), 2.0)
     assert first.probabilities == pytest.approx(probs(neutral=1.0))
@@ -49,7 +49,7 @@ def test_rate_independent_in_audio_time() -> None:
     """Hop 0.25 s and hop 0.5 s reach the same value after the same audio time."""
 
     def after(hop: float, seconds: float) -> float:
-        sm = Smoother(None, True, SmoothingConfig(tau_s=1.5, hop_s=hop))
+        sm = Smoother(None, True, SmoothingConfig(tau_s=1.5, hop_s=hop, margin=0.0))
         sm.update(sc(vad=(0.0, 0.0, 0.0)), 0.0)
         t = 0.0
         out = None
@@ -64,11 +64,11 @@ def test_rate_independent_in_audio_time() -> None:
 
 
 def test_fixed_alpha_and_a_long_gap_counts_as_one_hop() -> None:
-    sm = Smoother(None, True, SmoothingConfig(alpha=0.25))
+    sm = Smoother(None, True, SmoothingConfig(alpha=0.25, margin=0.0))
     sm.update(sc(vad=(0.0, 0.0, 0.0)), 1.0)
     out = sm.update(sc(vad=(1.0, 0.0, 0.0)), 1.5)
     assert out.vad == pytest.approx((0.25, 0.0, 0.0))
-    sm2 = Smoother(None, True, SmoothingConfig(tau_s=1.5, hop_s=0.5))
+    sm2 = Smoother(None, True, SmoothingConfig(tau_s=1.5, hop_s=0.5, margin=0.0))
     sm2.update(sc(vad=(0.0, 0.0, 0.0)), 1.0)
     out = sm2.update(sc(vad=(1.0, 0.0, 0.0)), 30.0)  # next utterance, 29 s later
     assert out.vad is not None
@@ -133,7 +133,7 @@ def test_no_hysteresis_when_disabled() -> None:
 
 
 def test_hold_keeps_the_track_through_silence() -> None:
-    sm = Smoother(LABELS, True, SmoothingConfig(silence="hold"))
+    sm = Smoother(LABELS, True, SmoothingConfig(silence="hold", margin=0.0))
     before = sm.update(sc(probs(sad=0.9), (-0.6, -0.4, -0.2)), 3.0)
     after = sm.silence(60.0)
     assert after.label == "sad"
@@ -143,7 +143,7 @@ def test_hold_keeps_the_track_through_silence() -> None:
 
 
 def test_decay_moves_toward_neutral_and_zero() -> None:
-    cfg = SmoothingConfig(silence="decay", silence_tau_s=2.0, min_switch_s=1.0)
+    cfg = SmoothingConfig(silence="decay", silence_tau_s=2.0, min_switch_s=1.0, margin=0.0)
     sm = Smoother(LABELS, True, cfg)
     sm.update(sc(probs(sad=0.9), (-0.6, -0.4, -0.2)), 3.0)
     out = sm.silence(5.0)  # 2 s of silence: one time constant
@@ -169,40 +169,40 @@ def test_decay_moves_toward_neutral_and_zero() -> None:
 
 def test_decay_without_neutral_label_goes_uniform() -> None:
     labels = ("joy", "anger")
-    sm = Smoother(labels, False, SmoothingConfig(silence="decay", silence_tau_s=1.0))
+    sm = Smoother(labels, False, SmoothingConfig(silence="decay", silence_tau_s=1.0, margin=0.0))
     sm.update(sc({"joy": 1.0, "anger": 0.0}), 1.0)
     out = sm.silence(100.0)
     assert out.probabilities == pytest.approx({"joy": 0.5, "anger": 0.5})
 
 
 def test_engines_with_one_head_only() -> None:
-    logits_only = Smoother(LABELS, False, SmoothingConfig())
+    logits_only = Smoother(LABELS, False, SmoothingConfig(margin=0.0))
     out = logits_only.update(sc(probs(happy=0.6), (0.1, 0.2, 0.3)), 1.0)
     assert out.vad is None and out.label == "happy"
     assert out.as_values().valence is None
-    vad_only = Smoother(None, True, SmoothingConfig())
+    vad_only = Smoother(None, True, SmoothingConfig(margin=0.0))
     out = vad_only.update(sc(None, (0.1, 0.2, 0.3)), 1.0)
     assert out.label is None and out.probabilities is None
     assert out.as_values().arousal == pytest.approx(0.2)
     with pytest.raises(ValueError, match="neither"):
-        Smoother(None, False, SmoothingConfig())
+        Smoother(None, False, SmoothingConfig(margin=0.0))
 
 
 def test_mismatched_labels_and_bad_config_are_refused() -> None:
-    sm = Smoother(LABELS, False, SmoothingConfig())
+    sm = Smoother(LABELS, False, SmoothingConfig(margin=0.0))
     with pytest.raises(ValueError, match="labels"):
         sm.update(sc({"happy": 1.0}), 1.0)
     with pytest.raises(ValueError, match=r"smoothing\.silence"):
-        SmoothingConfig(silence="forget")  # type: ignore[arg-type]
+        SmoothingConfig(silence="forget", margin=0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"smoothing\.alpha"):
-        SmoothingConfig(alpha=1.5)
+        SmoothingConfig(alpha=1.5, margin=0.0)
 
 
 def test_defaults_follow_each_window() -> None:
-    """docs/track.md: no EMA and no hysteresis by default, so the published label is each window's own."""
+    """docs/track.md: no EMA and a 0.2 margin by default, so a clear window's label is published at once."""
     cfg = SmoothingConfig()
-    assert (cfg.tau_s, cfg.alpha, cfg.margin, cfg.min_switch_s) == (0.0, None, 0.0, 0.0)
+    assert (cfg.tau_s, cfg.alpha, cfg.margin, cfg.min_switch_s) == (0.0, None, 0.2, 0.0)
     sm = Smoother(LABELS, False, cfg)
     for t, label in enumerate(["sad", "happy", "sad", "angry"]):
-        probs = {k: (0.4 if k == label else 0.2) for k in LABELS}
+        probs = {k: (0.55 if k == label else 0.15) for k in LABELS}
         assert sm.update(Scores(probabilities=probs, vad=None), 0.5 * (t + 1)).label == label

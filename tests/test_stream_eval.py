@@ -56,7 +56,7 @@ def test_mixes_hold_the_speakers_clips_in_a_seeded_order() -> None:
 def test_replay_is_causal() -> None:
     clips = biased_clips(1)
     rows = np.arange(len(KINDS))
-    cfg = CentringConfig(strength=1.0, warmup_s=0.0)
+    cfg = CentringConfig(strength=1.0, warmup_s=0.0, gate=1.0)
     full = replay(clips, rows, cfg)
     half = replay(clips, rows[:20], cfg)
     np.testing.assert_allclose(full[:20], half)  # later clips never change earlier outputs
@@ -65,15 +65,15 @@ def test_replay_is_causal() -> None:
 
 def test_centring_recovers_what_the_voice_hid() -> None:
     clips = biased_clips()
-    rec = stream_figures(clips, CentringConfig(strength=1.0), "as-recorded", [0, 1])
+    rec = stream_figures(clips, CentringConfig(strength=1.0, gate=1.0), "as-recorded", [0, 1])
     assert rec.n_scored == 4 * 28 and rec.seeds == (0, 1)
     assert rec.raw[0] == rec.raw[1]  # per clip: the order does not matter
     assert rec.raw_mean < 0.6 < 0.8 < rec.centred_mean
-    off = stream_figures(clips, CentringConfig(strength=0.0), "as-recorded", [0])
+    off = stream_figures(clips, CentringConfig(strength=0.0, gate=1.0), "as-recorded", [0])
     assert off.centred == off.raw
     d = rec.to_dict()
     assert d["mix"] == "as-recorded" and d["ua_centred_mean"] == round(rec.centred_mean, 4)
-    mostly = stream_figures(clips, CentringConfig(strength=1.0), "mostly-neutral", [0])
+    mostly = stream_figures(clips, CentringConfig(strength=1.0, gate=1.0), "mostly-neutral", [0])
     assert mostly.n_scored == 4 * (4 + 6)
 
 
