@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             training_data=(
                 f"frozen Whisper-base encoder, {args.depth} blocks; linear head fitted on the four-class "
                 f"clips of {', '.join(names[n] for n in train)} ({len(speakers)} speakers, clean"
-                f"{' + one channel-augmented copy' if args.aug else ''}); held-out test: RAVDESS actors 19-24; "
+                f"{' + one channel-augmented copy' if args.aug else ''}); "
+                "held-out test: RAVDESS actors 19-24; "
                 f"train speakers: {', '.join(speakers)}"
             ),
             code_version=git_revision(),
