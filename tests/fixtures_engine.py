@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import soundfile as sf
@@ -57,3 +58,19 @@ async def scores_through_segmenter_and_batcher(engine_dir: Path, wav: Path) -> l
         assert abs(sum(s.probabilities.values()) - 1.0) < 1e-4
         out.append(s)
     return out
+
+
+def shipped_figures_reproduced(engine_dir: Path, ravdess: Path, threads: int) -> tuple[Any, Any]:
+    """A fresh evaluation of the engine on RAVDESS actors 19-24 gives the four-class UA/WA, n and V/A/D CCC
+    its engine.json states. Returns (figures, reports) for an engine's own further checks."""
+    from engines import read_manifest
+    from training.evaluate import evaluate_default_engine
+
+    figures, reports = evaluate_default_engine(engine_dir, ravdess, threads=threads)
+    shipped = read_manifest(engine_dir).provenance.metrics
+    assert figures["ua_4"] == pytest.approx(shipped["ua_4"], abs=0.01)
+    assert figures["wa_4"] == pytest.approx(shipped["wa_4"], abs=0.01)
+    assert reports["4"].n == shipped["n_4"]
+    for dim, value in (reports["4"].ccc or {}).items():
+        assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)
+    return figures, reports

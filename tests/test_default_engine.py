@@ -11,7 +11,7 @@ import soundfile as sf
 
 from engines import load_engine, read_manifest
 from engines.loader import default_engine_path
-from tests.fixtures_engine import scores_through_segmenter_and_batcher
+from tests.fixtures_engine import scores_through_segmenter_and_batcher, shipped_figures_reproduced
 
 ENGINE = default_engine_path()
 pytestmark = pytest.mark.skipif(
@@ -62,12 +62,4 @@ async def test_engine_in_the_segmenter_and_batcher_path(speech_wav: Path) -> Non
 
 @pytest.mark.corpora
 def test_shipped_figures_match_a_fresh_evaluation(corpora_dir: Path) -> None:
-    from training.evaluate import evaluate_default_engine
-
-    figures, reports = evaluate_default_engine(ENGINE, corpora_dir / "ravdess", threads=2)
-    shipped = read_manifest(ENGINE).provenance.metrics
-    assert figures["ua_4"] == pytest.approx(shipped["ua_4"], abs=0.01)
-    assert figures["wa_4"] == pytest.approx(shipped["wa_4"], abs=0.01)
-    assert reports["4"].n == shipped["n_4"]
-    for dim, value in (reports["4"].ccc or {}).items():
-        assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)
+    shipped_figures_reproduced(ENGINE, corpora_dir / "ravdess", threads=2)
