@@ -6,11 +6,14 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streamer.records import Record
+from streamer.sinks.base import StreamEnd
 from tests.fixtures_mqtt import Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,6 +101,46 @@ async def wait_until(pred: Any, timeout: float = 30.0, what: str = "the conditio
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def call_tcp(port: int, pcm: bytes) -> None:
+    """One caller of a TCP source: connect once the daemon listens (a probe connection would be a stream of
+    its own), send ``pcm``, hang up."""
+    for _ in range(600):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except ConnectionRefusedError:
+            await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the daemon never listened on its TCP source port")
+    w.write(pcm)
+    await w.drain()
+    w.close()
+    await w.wait_closed()
+
+
+def run_cli(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """``emotrack ARGS`` run to the end, its output captured as text."""
+    return subprocess.run(
+        cli_cmd(*args), capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=timeout
+    )
+
+
+class CollectSink:
+    """A sink that keeps every record a daemon run in-process emits, for the test to read afterwards."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    async def start(self) -> None: ...
+
+    async def emit(self, record: Record) -> None:
+        self.records.append(record)
+
+    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 async def send_pcm(port: int, path: Path) -> None:

@@ -23,7 +23,7 @@ from streamer.records import Record, StateRecord, UtteranceRecord, WindowRecord
 from streamer.sources.spec import SourceSpec, open_source
 from streamer.speechgate import window_features
 from streamer.vad import VadConfig
-from tests.daemon_helpers import REPO, cli_cmd, cli_env
+from tests.daemon_helpers import CollectSink, run_cli
 
 SR = 16000
 
@@ -40,7 +40,7 @@ def sox(out: Path, *synth: str, seconds: float = 4.0) -> Path:
 
 
 def predict(*args: str) -> list[dict[str, Any]]:
-    r = subprocess.run(cli_cmd("predict", *args), capture_output=True, text=True, env=cli_env(), cwd=REPO)
+    r = run_cli("predict", *args)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     return [json.loads(line) for line in r.stdout.splitlines()]
 
@@ -60,24 +60,10 @@ def test_predict_says_no_emotion_for_a_tone_and_pink_noise_but_scores_speech(
     assert all(row["windows"] > 0 for row in predict("-c", str(off), str(tone), str(pink)))
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def start(self) -> None: ...
-
-    async def emit(self, record: Record) -> None:
-        self.records.append(record)
-
-    async def stream_ended(self, stream: str) -> None: ...
-
-    async def close(self) -> None: ...
-
-
 async def daemon_records(engine_dir: Path, path: Path) -> list[Record]:
     engine = load_engine(engine_dir, backend="onnxruntime-cpu", intra_op_threads=1, inter_op_threads=1)
     spec = SourceSpec(kind="file", target=str(path), stream_id="s", text=str(path))
-    sink = Collect()
+    sink = CollectSink()
     await Daemon(load_config(environ={}), engine, [sink], sources=[(spec, open_source(spec))]).run()
     return sink.records
 
@@ -131,7 +117,7 @@ async def test_random_bytes_on_a_tcp_source_publish_no_emotion(tiny_engine_dir: 
 
     engine = load_engine(tiny_engine_dir, backend="onnxruntime-cpu", intra_op_threads=1, inter_op_threads=1)
     src = PcmServerSource("tcp", PcmFormat(), port=0, chunk_ms=100)
-    sink = Collect()
+    sink = CollectSink()
     d = Daemon(load_config(environ={}), engine, [sink], sources=[(None, src)])
     run = asyncio.create_task(d.run())
     await src.start()
@@ -167,14 +153,7 @@ def test_window_gate_settings_are_checked() -> None:
 
 
 def test_evaluate_abstention_on_the_generated_set(tmp_path: Path) -> None:
-    r = subprocess.run(
-        cli_cmd("evaluate-abstention", "--split", "dev", "--out", str(tmp_path)),
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=REPO,
-        timeout=300,
-    )
+    r = run_cli("evaluate-abstention", "--split", "dev", "--out", str(tmp_path), timeout=300)
     assert r.returncode == 0, r.stderr
     assert "non-speech overall" in r.stdout and "tone" in r.stdout
     figures = json.loads((tmp_path / "abstention-dev.json").read_text())["figures"]
@@ -186,14 +165,14 @@ def test_evaluate_abstention_on_the_generated_set(tmp_path: Path) -> None:
 def test_abstention_targets_on_the_corpora(corpora_dir: Path, tmp_path: Path) -> None:
     """The README figures' command on a smaller sample: ≤ 2 % false emotions, ≥ 97 % of the windows
     within the files' speech kept (the blips webrtcvad cuts in their leading silence are rejected)."""
-    r = subprocess.run(
-        cli_cmd(
-            "evaluate-abstention", "--corpora", str(corpora_dir), "--per-corpus", "40", "--out", str(tmp_path)
-        ),
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=REPO,
+    r = run_cli(
+        "evaluate-abstention",
+        "--corpora",
+        str(corpora_dir),
+        "--per-corpus",
+        "40",
+        "--out",
+        str(tmp_path),
         timeout=590,
     )
     assert r.returncode == 0, r.stderr

@@ -73,6 +73,7 @@ def test_usage_errors_exit_2() -> None:
     one_error_line(emotrack("predict"), 2, "FILE")
     one_error_line(emotrack("run", "--stdout", "loud"), 2, "loud")
     one_error_line(emotrack("run", "--set", "novalue"), 2, "SECTION.KEY=VALUE")
+    one_error_line(emotrack("replay", "x.jsonl", "--out", "o", "--set", "=v"), 2, "SECTION.KEY=VALUE")
 
 
 def test_runtime_errors_exit_1(

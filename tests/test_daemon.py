@@ -14,6 +14,7 @@ import pytest
 
 from tests.daemon_helpers import (
     base_args,
+    call_tcp,
     cli_env,
     log_windows,
     payloads,
@@ -303,18 +304,7 @@ async def test_raw_pcm_over_tcp(
         mqtt_prefix,
     )
     try:
-        for _ in range(600):  # connect once it listens (a probe connection would be a stream of its own)
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                break
-            except ConnectionRefusedError:
-                await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the daemon never listened on its TCP source port")
-        writer.write(pcm)
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+        await call_tcp(port, pcm)
         await subscriber.wait_for(
             lambda ms: sum(m.topic.endswith("/utterance") and "/phone-" in m.topic for m in ms) >= 2, 30
         )

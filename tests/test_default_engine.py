@@ -3,7 +3,6 @@ daemon's path, batch independence, and its recorded test figures reproduced from
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,7 @@ import soundfile as sf
 
 from engines import load_engine, read_manifest
 from engines.loader import default_engine_path
-from streamer.inference import Batcher
-from streamer.messages import AudioChunk, SpeechWindow
-from streamer.segmenter import Segmenter, WindowConfig
-from streamer.vad import VadConfig
+from tests.fixtures_engine import scores_through_segmenter_and_batcher, shipped_figures_reproduced
 
 ENGINE = default_engine_path()
 pytestmark = pytest.mark.skipif(
@@ -61,32 +57,9 @@ def test_a_window_scores_the_same_alone_and_in_any_batch(speech_wav: Path) -> No
 
 
 async def test_engine_in_the_segmenter_and_batcher_path(speech_wav: Path) -> None:
-    engine = load_engine(ENGINE, backend="onnxruntime-cpu", intra_op_threads=1)
-    x, _ = sf.read(speech_wav, dtype="float32")
-    seg = Segmenter("s", VadConfig(), WindowConfig.from_manifest(engine.manifest))
-    events = []
-    for start in range(0, len(x), 1600):
-        events += seg.feed(AudioChunk("s", x[start : start + 1600], start, 0.0))
-    events += seg.finish(0.0)
-    windows = [e for e in events if isinstance(e, SpeechWindow)]
-    assert windows, "the segmenter found no speech windows in the espeak-ng speech"
-    batcher = Batcher(engine, max_batch=8, max_wait_ms=5.0, max_pending=64)
-    scores = await asyncio.gather(*(batcher.submit(w) for w in windows))
-    await batcher.drain()
-    for s in scores:
-        assert s is not None and s.probabilities is not None and s.vad is not None
-        assert set(s.probabilities) == {"neutral", "happy", "sad", "angry"}
-        assert abs(sum(s.probabilities.values()) - 1.0) < 1e-4
+    await scores_through_segmenter_and_batcher(ENGINE, speech_wav)
 
 
 @pytest.mark.corpora
 def test_shipped_figures_match_a_fresh_evaluation(corpora_dir: Path) -> None:
-    from training.evaluate import evaluate_default_engine
-
-    figures, reports = evaluate_default_engine(ENGINE, corpora_dir / "ravdess", threads=2)
-    shipped = read_manifest(ENGINE).provenance.metrics
-    assert figures["ua_4"] == pytest.approx(shipped["ua_4"], abs=0.01)
-    assert figures["wa_4"] == pytest.approx(shipped["wa_4"], abs=0.01)
-    assert reports["4"].n == shipped["n_4"]
-    for dim, value in (reports["4"].ccc or {}).items():
-        assert value == pytest.approx(shipped["ccc"][dim], abs=0.01)
+    shipped_figures_reproduced(ENGINE, corpora_dir / "ravdess", threads=2)

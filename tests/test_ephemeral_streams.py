@@ -10,24 +10,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from tests.daemon_helpers import base_args, start_cli, wait_until
+from tests.daemon_helpers import base_args, call_tcp, start_cli, wait_until
 from tests.fixtures_mqtt import MosquittoServer, Received, Subscriber, free_port
-
-
-async def call(port: int, pcm: bytes) -> None:
-    """One caller: connect once the daemon listens, send a recording, hang up."""
-    for _ in range(600):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            break
-        except ConnectionRefusedError:
-            await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the daemon never listened on its TCP source port")
-    w.write(pcm)
-    await w.drain()
-    w.close()
-    await w.wait_closed()
 
 
 def streams_of(msgs: list[Received], prefix: str) -> set[str]:
@@ -70,7 +54,7 @@ async def test_socket_streams_clear_retained_state_and_entities_and_ids_differ_a
             )
         )  # fmt: skip
         try:
-            await call(port, pcm)
+            await call_tcp(port, pcm)
             new = await subscriber.wait_for(
                 lambda ms: len(streams_of(ms, prefix) - {"desk", *callers}) == 1, 60
             )

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ import aiomqtt
 import pytest
 
 from tests.daemon_helpers import REPO, cli_cmd, cli_env
-from tests.fixtures_mqtt import MOSQUITTO, MosquittoFactory, MosquittoServer, free_port
+from tests.fixtures_mqtt import MOSQUITTO, MosquittoServer, free_port
 
 
 class Lines:
@@ -174,17 +172,10 @@ async def test_a_daemon_going_offline_is_news_not_an_error(tmp_path: Path) -> No
     assert f"emotrack listen: connected to MQTT broker at 127.0.0.1:{port}" in p.err[before + 1 :], p.err
 
 
-async def test_a_refusal_is_final_not_waited_for(mosquitto_factory: MosquittoFactory) -> None:
+async def test_a_refusal_is_final_not_waited_for(auth_broker: MosquittoServer) -> None:
     """Wrong credentials: retrying cannot help, so one error line and exit 1 at once."""
-    if shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto_passwd is not installed")
-    d = mosquitto_factory.workdir()
-    pwfile = d / "passwd"
-    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pwfile), "alice", "s3cret-pw"], check=True)
-    os.chmod(pwfile, 0o644)
-    server = mosquitto_factory.start(d, extra=[f"password_file {pwfile}"], anonymous=False)
-    url = f"mqtt://alice:wrong@127.0.0.1:{server.port}"
+    url = f"mqtt://alice:wrong@127.0.0.1:{auth_broker.port}"
     async with running("listen", "--mqtt", url) as p:
         assert await p.finish(30) == 1
     assert len(p.err) == 1, p.err  # no "waiting" line: Mosquitto says "Not authorized" (135) here
-    assert p.err[0].startswith(f"emotrack: error: MQTT broker at 127.0.0.1:{server.port} refused"), p.err
+    assert p.err[0].startswith(f"emotrack: error: MQTT broker at 127.0.0.1:{auth_broker.port} refused"), p.err

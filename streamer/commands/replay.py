@@ -88,16 +88,11 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamer.cli import UsageError
+    from streamer.commands.run import parse_overrides
     from streamer.config import load_config
     from streamer.replay import is_log, replay
 
-    overrides = []
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        overrides.append((key.strip(), value))
+    overrides = parse_overrides(args.set)
     cfg = load_config(args.config, overrides=overrides, flags=_flags(args))
     rescore = args.engine is not None or not is_log(args.input)
     results = asyncio.run(replay(args.input, cfg, args.out, rescore=rescore, stream_id=args.stream_id))

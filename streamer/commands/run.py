@@ -84,16 +84,23 @@ def flags_table(args: argparse.Namespace) -> dict[str, Any]:
     return table
 
 
-def load_from_args(args: argparse.Namespace) -> Any:
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    """``--set SECTION.KEY=VALUE`` flags as (key, value) pairs; shared by run, demo and replay."""
     from streamer.cli import UsageError
-    from streamer.config import load_config
 
     overrides = []
-    for item in args.set:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         overrides.append((key.strip(), value))
+    return overrides
+
+
+def load_from_args(args: argparse.Namespace) -> Any:
+    from streamer.config import load_config
+
+    overrides = parse_overrides(args.set)
     env_path = os.environ.get("EMOTRACK_CONFIG")
     path = args.config if args.config is not None else (Path(env_path) if env_path else None)
     return load_config(path, overrides=overrides, flags=flags_table(args))

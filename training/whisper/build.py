@@ -10,7 +10,6 @@ cached embeddings.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -25,9 +24,9 @@ from training.export import export_engine
 from training.pipeline import git_revision
 from training.whisper.compact import compact_weights
 from training.whisper.encoder import pretrained_encoder
-from training.whisper.heads import LinearHead, fit_head
+from training.whisper.heads import LinearHead
 from training.whisper.model import WhisperEmotion
-from training.whisper.select import CORPORA, LABELS, CorpusData, layer, load_data, training_set
+from training.whisper.select import CORPORA, LABELS, CorpusData, fit_setting, layer, load_data, setting_parser
 
 LICENCE = (
     "CC BY-NC-SA 4.0 (non-commercial, attribution, share-alike): head trained on RAVDESS (CC BY-NC-SA 4.0), "
@@ -37,13 +36,7 @@ LICENCE = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("corpora", type=Path)
-    p.add_argument("embeddings", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--depth", type=int, required=True)
-    p.add_argument("--c", type=float, required=True)
-    p.add_argument("--aug", action="store_true")
+    p = setting_parser(__doc__.splitlines()[0])
     p.add_argument("--hop", type=float, default=1.0, help="window hop (s); 1.0: the cost rule, docs")
     p.add_argument("--version", default="2.0.0")
     p.add_argument(
@@ -53,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_data(args.corpora, args.embeddings)
     train = [name for name in CORPORA if name not in args.exclude]
-    x, y, vad, groups = training_set(data, train, args.depth, args.aug)
-    head = fit_head(x, y, vad, groups, args.c)
+    head = fit_setting(data, train, args.depth, args.c, args.aug)
     model = WhisperEmotion(pretrained_encoder(args.depth), head).eval()
     speakers = sorted({u.speaker for name in train for u in data[name].utts})
     names = {"ravdess": "RAVDESS actors 1-18", "tess": "TESS", "ased": "ASED", "nemo": "nEMO"}

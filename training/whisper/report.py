@@ -6,7 +6,6 @@ record, RAVDESS actors 19-24, with the head fitted on every training voice. Run 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -14,17 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from training.whisper.embed import Embeddings
-from training.whisper.heads import fit_head
 from training.whisper.select import (
     CORPORA,
     CorpusData,
     _keep,
+    fit_setting,
     four_class,
     held_out_scores,
     is_test,
     load_data,
     score_clips,
-    training_set,
+    setting_parser,
 )
 
 
@@ -37,18 +36,10 @@ def test_actors(corpora: Path, emb_dir: Path) -> CorpusData:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("corpora", type=Path)
-    p.add_argument("embeddings", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--depth", type=int, required=True)
-    p.add_argument("--c", type=float, required=True)
-    p.add_argument("--aug", action="store_true")
-    args = p.parse_args(argv)
+    args = setting_parser(__doc__.splitlines()[0]).parse_args(argv)
     data = load_data(args.corpora, args.embeddings)
     loco = {held: held_out_scores(data, held, args.depth, args.c, args.aug) for held in CORPORA}
-    x, y, vad, groups = training_set(data, list(CORPORA), args.depth, args.aug)
-    head = fit_head(x, y, vad, groups, args.c)
+    head = fit_setting(data, list(CORPORA), args.depth, args.c, args.aug)
     test = score_clips(head, test_actors(args.corpora, args.embeddings), args.depth)
     result = {
         "setting": {"depth": args.depth, "c": args.c, "aug": args.aug},

@@ -108,13 +108,32 @@ def score_clips(head: LinearHead, d: CorpusData, depth: int) -> dict[str, float]
     return out
 
 
+def fit_setting(
+    data: dict[str, CorpusData], names: list[str], depth: int, c: float, use_aug: bool
+) -> LinearHead:
+    """The head of one setting (depth, C, augmentation) fitted on the voices of ``names``."""
+    x, y, vad, groups = training_set(data, names, depth, use_aug)
+    return fit_head(x, y, vad, groups, c)
+
+
 def held_out_scores(
     data: dict[str, CorpusData], held: str, depth: int, c: float, use_aug: bool
 ) -> dict[str, float]:
     """Train on the other corpora, score ``held`` zero-shot."""
     train = [n for n in CORPORA if n != held]
-    x, y, vad, groups = training_set(data, train, depth, use_aug)
-    return score_clips(fit_head(x, y, vad, groups, c), data[held], depth)
+    return score_clips(fit_setting(data, train, depth, c, use_aug), data[held], depth)
+
+
+def setting_parser(description: str) -> argparse.ArgumentParser:
+    """CORPORA EMBEDDINGS OUT --depth L --c C [--aug]: one chosen setting, as build and report take it."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("corpora", type=Path)
+    p.add_argument("embeddings", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--depth", type=int, required=True)
+    p.add_argument("--c", type=float, required=True)
+    p.add_argument("--aug", action="store_true")
+    return p
 
 
 def held_out_ua(data: dict[str, CorpusData], held: str, depth: int, c: float, use_aug: bool) -> float:
