@@ -285,7 +285,7 @@ async def test_resmooth_with_and_without_centring(tmp_path: Path) -> None:
 
     plain, centred = (
         resmoothed("--no-centring"),
-        resmoothed("--centring-warmup", "0", "--centring-strength", "1"),
+        resmoothed("--centring-warmup", "0", "--centring-strength", "1", "--set", "centring.gate=1"),
     )
     assert [w.raw for w in plain.windows] == [w.raw for w in centred.windows] == [w.raw for w in old.windows]
     assert [w.smoothed.label for w in plain.windows] == [w.raw.label for w in old.windows]
