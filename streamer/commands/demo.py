@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamer.commands.run import add_daemon_options
+
 HELP = "run the daemon on synthetic calm and excited speech (espeak-ng), looping until Ctrl-C"
 STREAM = "demo"
 
@@ -39,19 +41,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--cache-dir", type=Path, metavar="DIR", help="where the speech is kept (default: <state dir>/demo)"
     )
     p.add_argument("-c", "--config", type=Path, help="TOML config file (its sources are replaced)")
-    p.add_argument(
-        "--engine", type=Path, metavar="DIR", help="engine directory or bundled name: default | fast"
-    )
-    p.add_argument("--backend", help="engine backend (as for run)")
-    p.add_argument("--threads", type=int, metavar="N", help="engine intra-op threads")
-    p.add_argument(
-        "--mqtt", metavar="URL", help="broker mqtt[s]://[user:pass@]host[:port] (default: embedded)"
-    )
-    p.add_argument("--prefix", help="MQTT topic prefix (default: emotrack)")
-    p.add_argument("--broker-port", type=int, metavar="PORT", help="embedded broker port (0 = any free port)")
-    p.add_argument("--log-dir", type=Path, metavar="DIR", help="conversation log directory")
-    p.add_argument("--no-logs", action="store_true", help="do not write conversation logs")
-    p.add_argument("--stdout", choices=["off", "text", "json"], default="text", help="records on stdout")
+    add_daemon_options(p, stdout_default="text")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="as for run")
     return p
 

@@ -25,6 +25,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="file:PATH | mic:NAME|INDEX | stdin | tcp://HOST:PORT | unix:PATH, options ?id=..&split=1 "
         "(repeatable; replaces the config's sources)",
     )
+    add_daemon_options(p, stdout_default=None)
+    p.add_argument("--realtime", action="store_true", help="pace file sources at real time")
+    p.add_argument(
+        "--stats-interval", type=float, metavar="S", help="seconds between <prefix>/stats messages"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config key (repeatable), e.g. --set inference.max_batch=16",
+    )
+    return p
+
+
+def add_daemon_options(p: argparse.ArgumentParser, *, stdout_default: str | None) -> None:
+    """The engine, MQTT, log and stdout flags every command that runs the daemon takes (``flags_table``
+    reads them back)."""
     p.add_argument(
         "--engine", type=Path, metavar="DIR", help="engine directory or bundled name: default | fast"
     )
@@ -41,19 +59,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--broker-port", type=int, metavar="PORT", help="embedded broker port (0 = any free port)")
     p.add_argument("--log-dir", type=Path, metavar="DIR", help="conversation log directory")
     p.add_argument("--no-logs", action="store_true", help="do not write conversation logs")
-    p.add_argument("--stdout", choices=["off", "text", "json"], help="also print records on stdout")
-    p.add_argument("--realtime", action="store_true", help="pace file sources at real time")
     p.add_argument(
-        "--stats-interval", type=float, metavar="S", help="seconds between <prefix>/stats messages"
+        "--stdout", choices=["off", "text", "json"], default=stdout_default, help="records on stdout"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override any config key (repeatable), e.g. --set inference.max_batch=16",
-    )
-    return p
 
 
 def flags_table(args: argparse.Namespace) -> dict[str, Any]:

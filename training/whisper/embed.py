@@ -102,16 +102,13 @@ def embed_utterances(
     return Embeddings(values=np.concatenate(out), clip=np.asarray(owners, dtype=np.int64))
 
 
-FOUR_CLASSES = ("neutral", "happy", "sad", "angry")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.whisper.embed CORPORA OUT_DIR [--depth 5] [--aug]``: the four-class clips of
     RAVDESS, TESS, ASED and nEMO, embedded and cached as ``OUT_DIR/emb_<corpus>_<clean|aug>.npz``."""
     import argparse
 
-    from training.data.corpora import load_corpus
     from training.whisper.features import export_feature_graph
+    from training.whisper.select import four_class
 
     p = argparse.ArgumentParser(description="cache pooled Whisper-encoder embeddings of the corpora")
     p.add_argument("corpora", type=Path)
@@ -125,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not graph.is_file():
         export_feature_graph(args.depth, graph)
     for name in args.corpus or ["ravdess", "tess", "ased", "nemo"]:
-        utts = [u for u in load_corpus(name, args.corpora / name) if u.label in FOUR_CLASSES]
+        utts = four_class(name, args.corpora)
         emb = embed_utterances(utts, graph, WindowPlan(), augment_seed=17 if args.aug else None)
         emb.save(args.out / f"emb_{name}_{'aug' if args.aug else 'clean'}.npz")
         print(f"{name}: {len(utts)} clips, {len(emb.clip)} windows", flush=True)

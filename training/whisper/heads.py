@@ -72,16 +72,3 @@ def clip_log_probs(logits: F64, clip: I64, n_clips: int) -> F64:
     np.add.at(out, clip, logp)
     counts = np.bincount(clip, minlength=n_clips)
     return out / np.maximum(counts, 1)[:, None]
-
-
-def unweighted_accuracy(truth: I64, pred: I64, n_classes: int) -> float:
-    """Mean of per-class recalls over the classes present."""
-    recalls = [float(np.mean(pred[truth == k] == k)) for k in range(n_classes) if np.any(truth == k)]
-    return float(np.mean(recalls))
-
-
-def ccc(a: F64, b: F64) -> float:
-    """Lin's concordance correlation coefficient."""
-    ma, mb = a.mean(), b.mean()
-    cov = np.mean((a - ma) * (b - mb))
-    return float(2 * cov / (a.var() + b.var() + (ma - mb) ** 2 + 1e-12))

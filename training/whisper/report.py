@@ -16,11 +16,11 @@ from training.whisper.embed import Embeddings
 from training.whisper.select import (
     CORPORA,
     CorpusData,
-    _keep,
     fit_setting,
     four_class,
     held_out_scores,
     is_test,
+    keep_clips,
     load_data,
     score_clips,
     setting_parser,
@@ -32,7 +32,7 @@ def test_actors(corpora: Path, emb_dir: Path) -> CorpusData:
     utts = four_class("ravdess", corpora)
     keep = np.asarray([is_test(u) for u in utts])
     clean = Embeddings.load(emb_dir / "emb_ravdess_clean.npz")
-    return CorpusData([u for u, k in zip(utts, keep, strict=True) if k], _keep(clean, keep), None)
+    return CorpusData([u for u, k in zip(utts, keep, strict=True) if k], keep_clips(clean, keep), None)
 
 
 def main(argv: list[str] | None = None) -> int:

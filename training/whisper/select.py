@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from training.data.corpora import load_corpus
+from training.data.labels import LABEL_SETS
 from training.data.types import Utterance
+from training.metrics import ccc, unweighted_accuracy
 from training.whisper.embed import Embeddings
-from training.whisper.heads import F32, I64, LinearHead, ccc, clip_log_probs, fit_head, unweighted_accuracy
+from training.whisper.heads import F32, I64, LinearHead, clip_log_probs, fit_head
 
-LABELS = ("neutral", "happy", "sad", "angry")
+LABELS = tuple(LABEL_SETS["4"])
 CORPORA = ("ravdess", "tess", "ased", "nemo")
 TEST_ACTORS = range(19, 25)
 WIDTH = 1024  # mean + std of 512 channels per layer
@@ -50,7 +52,7 @@ class CorpusData:
         return np.asarray([LABELS.index(u.label or "") for u in self.utts], dtype=np.int64)
 
 
-def _keep(e: Embeddings, keep: np.ndarray) -> Embeddings:
+def keep_clips(e: Embeddings, keep: np.ndarray) -> Embeddings:
     """Windows of the kept clips, clip indices renumbered."""
     new_index = np.cumsum(keep) - 1
     mask = keep[e.clip]
@@ -67,8 +69,8 @@ def load_data(corpora: Path, emb_dir: Path) -> dict[str, CorpusData]:
         keep = np.asarray([not is_test(u) for u in utts])
         out[name] = CorpusData(
             [u for u, k in zip(utts, keep, strict=True) if k],
-            _keep(clean, keep),
-            _keep(aug, keep) if aug is not None else None,
+            keep_clips(clean, keep),
+            keep_clips(aug, keep) if aug is not None else None,
         )
     return out
 
